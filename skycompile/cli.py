@@ -1,0 +1,187 @@
+"""The command line: parse flags, call the library, map one error type to an exit code."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from . import __version__, output
+from .compiler import apply_plans, compile_file
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, SkycompileError, UsageError
+from .options import Options
+from .plan import describe
+from .stores import names as store_names
+
+DESCRIPTION = """\
+Compile a SkyPilot-style task file into self-contained, idempotent bash bootstrap
+scripts, one per node. Checks the whole file first (all problems at once, exit 2);
+then ensures buckets and uploads local sources (the apply phase), then writes the scripts.
+"""
+
+EPILOG = """\
+output layout:
+  -o boot.sh     one node (num_nodes: 1)
+  -o -           one node, to stdout
+  -o DIR/        DIR/node-0.sh ... DIR/node-<N-1>.sh (a path ending in / or an existing dir)
+  several tasks in one file (a pipeline): DIR/<i>-<task>/node-K.sh
+
+exit codes: 0 ok; 1 --check found differences, or a runtime failure; 2 bad input.
+
+examples:
+  skycompile task.yaml -o boot.sh
+  skycompile task.yaml --dry-run -o out/
+  skycompile task.yaml -o out/ --check          # golden-output check for CI
+  skycompile task.yaml -o boot.sh --env BUCKET=my-bucket --num-nodes 1
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="skycompile", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("task", metavar="TASK.yaml", help="the task file")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="where to write the scripts: FILE, DIR/ or - (see output layout)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="no network at all: print the plan (buckets, uploads, mounts per node, "
+                        "notes) and still write the scripts to -o, the same bytes a real run writes")
+    p.add_argument("--check", action="store_true",
+                   help="render in memory and compare with the files at -o: exit 1 with a unified "
+                        "diff when they differ, 0 when identical; never needs cloud credentials")
+    p.add_argument("--env", action="append", default=[], metavar="KEY[=VAL]",
+                   help="set or override an entry of `envs` (repeatable); KEY alone takes the "
+                        "value from your environment")
+    p.add_argument("--workdir", metavar="PATH", help="override `workdir` with a local directory")
+    p.add_argument("--git-url", metavar="URL", help="override `workdir` with a git repository")
+    p.add_argument("--git-ref", metavar="REF",
+                   help="branch, tag or commit of the git workdir (overrides workdir.ref)")
+    p.add_argument("--num-nodes", type=int, metavar="N", help="override `num_nodes`")
+    p.add_argument("--store", choices=store_names(), type=str.lower,
+                   help="store for storages without `store:` when resources name no cloud with "
+                        "a store of its own (default: s3)")
+    p.add_argument("--endpoint-url", metavar="URL",
+                   help="S3-compatible endpoint for every S3-family storage that sets no "
+                        "config.endpoint_url (default: $AWS_ENDPOINT_URL); baked into the scripts")
+    p.add_argument("--bucket", metavar="NAME",
+                   help="bucket that carries the local workdir and local file_mounts to the nodes "
+                        "(default: skycompile-<user>-<task name>; user from $SKYCOMPILE_USER or "
+                        "your login name)")
+    p.add_argument("--node-user", metavar="USER", default="",
+                   help="run setup and run as USER on the node; `~` means USER's home "
+                        "(default: the user that runs the script, root under cloud-init)")
+    p.add_argument("--version", action="version", version=f"skycompile {__version__}")
+    return p
+
+
+def _envs(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise UsageError(f"--env {item!r}: {key!r} is not a valid variable name")
+        if not sep:
+            if key not in os.environ:
+                raise UsageError(f"--env {key}: {key} is not set in your environment; "
+                                 f"pass --env {key}=VALUE")
+            value = os.environ[key]
+        out.append((key, value))
+    return tuple(out)
+
+
+def _shown(path: str) -> str:
+    """A path for the script header: relative paths as given, absolute ones by name, so the
+    header does not depend on where the compile ran."""
+    return path if not os.path.isabs(path) else Path(path).name or path
+
+
+def recompile_line(args: argparse.Namespace) -> str:
+    words = ["skycompile", _shown(args.task)]
+    for flag, value in (("--workdir", args.workdir), ("--git-url", args.git_url),
+                        ("--git-ref", args.git_ref), ("--num-nodes", args.num_nodes),
+                        ("--store", args.store), ("--endpoint-url", args.endpoint_url),
+                        ("--bucket", args.bucket), ("--node-user", args.node_user or None)):
+        if value is not None:
+            words += [flag, str(value)]
+    for item in args.env:
+        words += ["--env", item.partition("=")[0] + ("=..." if "=" in item else "")]
+    if args.output:
+        words += ["-o", _shown(args.output)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def options(args: argparse.Namespace) -> Options:
+    endpoint, endpoint_source = args.endpoint_url or "", "--endpoint-url" if args.endpoint_url else ""
+    if not endpoint and os.environ.get("AWS_ENDPOINT_URL"):
+        endpoint, endpoint_source = os.environ["AWS_ENDPOINT_URL"], "AWS_ENDPOINT_URL"
+    if args.num_nodes is not None and args.num_nodes < 1:
+        raise UsageError(f"--num-nodes must be at least 1, not {args.num_nodes}")
+    return Options(
+        cwd=Path.cwd(), home=Path.home(),
+        user=os.environ.get("SKYCOMPILE_USER") or getpass.getuser(),
+        envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
+        num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
+        endpoint_source=endpoint_source, managed_bucket=args.bucket, node_user=args.node_user,
+        recompile=recompile_line(args),
+    )
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.check and not args.output:
+        raise UsageError("--check compares with existing files: pass -o PATH")
+    if not args.output and not args.dry_run:
+        raise UsageError("pass -o FILE, -o DIR/ or -o - (or --dry-run to only print the plan)")
+    if args.check and args.output == "-":
+        raise UsageError("--check needs files to compare with, not -o -")
+    opts = options(args)
+    compiled = compile_file(args.task, opts)
+    # Every check, the output layout included, passes before apply may touch a cloud.
+    pairs = output.targets(compiled, args.output) if args.output else []
+    if args.check:
+        diff = output.check(pairs)
+        if diff:
+            sys.stdout.write(diff)
+            print(f"skycompile: {args.output} is out of date; re-run without --check to update",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"skycompile: {len(pairs)} script(s) up to date", file=sys.stderr)
+        return EXIT_OK
+    if args.dry_run:
+        shown = [p for p, _ in pairs if p != "-"]
+        plan_out = sys.stderr if args.output == "-" else sys.stdout
+        for t in compiled.tasks:
+            plan_out.write(describe(t.plan, [p for p in shown if _belongs(p, t, args.output)]))
+    else:
+        apply_plans(compiled, opts)
+    for path, text in pairs:
+        if path == "-":
+            sys.stdout.write(text)
+        else:
+            output.write_atomic(path, text)
+    return EXIT_OK
+
+
+def _belongs(path: str, task, out: str) -> bool:
+    return not task.subdir or f"/{task.subdir}/" in path.replace(os.sep, "/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        code = run(argv)
+    except SkycompileError as e:
+        print(f"skycompile: error: {e}" if isinstance(e, UsageError) else str(e), file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = EXIT_FAILURE
+    sys.exit(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+
+__all__ = ["main", "run", "EXIT_BAD_INPUT"]

@@ -1,0 +1,155 @@
+"""The pipeline, end to end: load -> validate -> normalize -> plan -> (apply) -> render.
+
+Every task of the file is checked before anything has a side effect; `apply` is the one
+door to clouds, and `dry_run` simply does not open it.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import apply as apply_mod
+from . import load, normalize, plan, render, validate
+from .errors import Problem, TaskError
+from .load import Document
+from .options import Options
+
+_GROUP_HEADER_KEYS = {"name", "execution", "primary_tasks", "termination_delay"}
+
+
+@dataclass(frozen=True)
+class CompiledTask:
+    plan: plan.Plan
+    state_id: str
+    scripts: tuple[str, ...]  # node 0 first
+    subdir: str  # "" for a single-task file; else the task's own output folder
+
+
+@dataclass(frozen=True)
+class Compiled:
+    tasks: tuple[CompiledTask, ...]
+    task_sha256: str
+    pipeline_name: str  # from a pipeline header document, else ""
+
+
+def _is_header(doc: Document, total: int) -> bool:
+    """SkyPilot pipelines may start with a document holding only `name` (job groups
+    also `execution`, ...): it names the pipeline and is not a task."""
+    return (total > 1 and doc.index == 0 and isinstance(doc.data, dict)
+            and set(doc.data) <= _GROUP_HEADER_KEYS and bool(doc.data))
+
+
+def task_documents(docs: list[Document]) -> tuple[str, list[Document]]:
+    docs = [d for d in docs if d.data is not None or len(docs) == 1]
+    header = ""
+    if docs and _is_header(docs[0], len(docs)):
+        header = str(docs[0].data.get("name") or "")
+        docs = docs[1:]
+    return header, docs
+
+
+def check(docs: list[Document], opts: Options) -> list:
+    """Load + schema + normalize + semantic checks of every task, all problems at once:
+    parts that break the schema are pruned so the rest is still checked (and reported)."""
+    problems: list[Problem] = []
+    tasks = []
+    filename = docs[0].filename if docs else ""
+    for doc in docs:
+        problems.extend(doc.problems)
+        found, prune = validate.schema_problems(doc)
+        problems.extend(found)
+        if prune is None:
+            continue
+        checked = doc if not prune else dataclasses.replace(doc, data=_pruned(doc.data, prune))
+        try:
+            task = normalize.normalize(checked, opts)
+        except TaskError as e:
+            problems.extend(e.problems)
+            continue
+        if not found and not doc.problems:
+            tasks.append(task)
+    if problems:
+        raise TaskError(problems, filename)
+    return tasks
+
+
+def _pruned(data: dict, paths: list[tuple]) -> dict:
+    """A deep copy of `data` without the values at `paths` (the ones the schema rejected)."""
+    data = copy.deepcopy(data)
+    for path in sorted(set(paths), key=len, reverse=True):
+        parent = data
+        for part in path[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        if isinstance(parent, dict):
+            parent.pop(path[-1], None)
+        elif isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+            parent[path[-1]] = None
+    return data
+
+
+def _state_ids(tasks, stem: str) -> list[str]:
+    ids = []
+    for t in tasks:
+        base = render.slug(t.name) or render.slug(stem) or "task"
+        if len(tasks) > 1:
+            base = f"{base}-{t.index}" if base in ids or not t.name else base
+        ids.append(base)
+    return ids
+
+
+def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: str) -> Compiled:
+    header, task_docs = task_documents(docs)
+    if not task_docs:
+        raise TaskError([Problem(1, 1, 0, "", "the file holds no task", "Add a task document.",
+                                 task_file)], task_file)
+    tasks = check(task_docs, opts)
+    plans = [plan.make_plan(t) for t in tasks]
+    _check_uploads(plans, task_docs)
+    sha = hashlib.sha256(raw).hexdigest()
+    ids = _state_ids(tasks, Path(task_file).stem)
+    out = []
+    for i, (p, sid) in enumerate(zip(plans, ids)):
+        scripts = render.render_all(p, task_file=Path(task_file).name, task_sha256=sha,
+                                    state_id=sid, node_user=opts.node_user,
+                                    recompile=opts.recompile)
+        subdir = f"{i}-{sid}" if len(plans) > 1 else ""
+        out.append(CompiledTask(p, sid, tuple(scripts), subdir))
+    return Compiled(tuple(out), sha, header)
+
+
+def _check_uploads(plans: list, docs: list[Document]) -> None:
+    """Two uploads that would put different bytes at one object key: the second would
+    silently replace the first, so it is an error (equal bytes are fine: SkyPilot's own
+    tests upload overlapping sources into one bucket)."""
+    problems = []
+    by_index = {d.index: d for d in docs}
+    for p in plans:
+        doc = by_index[p.task.index]
+        for upload, key, other in plan.conflicts(p):
+            problems.append(doc.problem(
+                upload.storage.origin, f"uploads {key!r} into {upload.target.uri}, which "
+                f"{other.label} also uploads with different content",
+                "Use separate buckets, or make the sources agree."))
+    if problems:
+        raise TaskError(problems, docs[0].filename)
+
+
+def compile_file(path: str | Path, opts: Options) -> Compiled:
+    """Check, plan and render a task file: pure, no side effect outside reading it and
+    its local sources. Raises TaskError (exit 2) for any problem in it. Call
+    `apply_plans` afterwards to create buckets and upload (not for --dry-run)."""
+    docs = load.load_file(path)
+    raw = Path(path).read_bytes()
+    return compile_docs(docs, raw, opts, task_file=str(path))
+
+
+def apply_plans(compiled: Compiled, opts: Options) -> None:
+    """The side-effect door: ensure buckets and upload local sources."""
+    apply_mod.apply([t.plan for t in compiled.tasks], opts)

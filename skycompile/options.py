@@ -1,0 +1,27 @@
+"""Everything a compile depends on besides the task file, gathered in one value.
+
+The CLI (or an API caller) builds `Options` once, from flags and the environment; the
+pure phases read only this, never `os.environ`, the clock or the current directory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Options:
+    cwd: Path  # relative local paths resolve here (as `sky launch` does)
+    home: Path  # `~` in local paths
+    user: str  # the local user; part of the default managed bucket name
+    envs: tuple[tuple[str, str], ...] = ()  # --env KEY=VAL, in order
+    workdir: str | None = None  # --workdir
+    git_url: str | None = None  # --git-url
+    git_ref: str | None = None  # --git-ref
+    num_nodes: int | None = None  # --num-nodes
+    store: str | None = None  # --store: default store when neither task nor resources say
+    endpoint_url: str = ""  # --endpoint-url, else AWS_ENDPOINT_URL
+    endpoint_source: str = ""  # which of the two set endpoint_url, for --dry-run
+    managed_bucket: str | None = None  # --bucket: where local workdir/file_mounts travel
+    node_user: str = ""  # --node-user: who runs setup/run on the node ("" = the caller)
+    recompile: str = ""  # the command line to put in the header

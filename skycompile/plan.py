@@ -1,0 +1,161 @@
+"""Plan phase: Task IR -> what apply must do and what every node script must do.
+
+Pure except for reading the local sources to build their manifests (file lists and
+content digests), which the script header records. `describe` is what --dry-run prints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import manifest as manifest_mod
+from . import stores
+from .errors import json_path
+from .ir import GitWorkdir, Storage, Task
+from .stores import BucketRef
+
+
+@dataclass(frozen=True)
+class BucketAction:
+    store: str
+    bucket: str
+    region: str
+    endpoint: str
+    create: bool  # True: create, or reuse when skycompile created it; False: must exist
+    persistent: bool
+    rule: str  # which rule chose the store
+
+
+@dataclass(frozen=True)
+class Upload:
+    storage: Storage
+    manifest: manifest_mod.Manifest
+
+    @property
+    def target(self) -> BucketRef:
+        return self.storage.bucket
+
+    @property
+    def label(self) -> str:
+        return json_path(self.storage.origin)
+
+
+@dataclass(frozen=True)
+class NodeMount:
+    """One entry of a node script: an rclone remote plus what to do with it."""
+
+    remote: str
+    settings: tuple[tuple[str, str], ...]
+    storage: Storage
+
+    @property
+    def path(self) -> str:
+        ref = self.storage.bucket
+        return ref.bucket + (f"/{ref.prefix}" if ref.prefix else "")
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: Task
+    buckets: tuple[BucketAction, ...]
+    uploads: tuple[Upload, ...]
+    mounts: tuple[NodeMount, ...]  # file_mounts, in task order
+    workdir: NodeMount | GitWorkdir | None
+
+
+def _bucket_actions(entries: list[Storage]) -> tuple[BucketAction, ...]:
+    actions: dict[tuple, BucketAction] = {}
+    for st in entries:
+        key = (st.bucket.store, st.bucket.bucket, st.endpoint)
+        prev = actions.get(key)
+        action = BucketAction(st.bucket.store, st.bucket.bucket, st.region or st.bucket.region,
+                              st.endpoint, st.create, st.persistent, st.store_rule)
+        if prev is None:
+            actions[key] = action
+        elif action.create and not prev.create:
+            actions[key] = action
+    return tuple(actions.values())
+
+
+def _node_mount(index: int, st: Storage) -> NodeMount:
+    store = stores.get(st.bucket.store)
+    ref = st.bucket if st.bucket.region or not st.region else \
+        BucketRef(st.bucket.store, st.bucket.bucket, st.bucket.prefix, st.region, st.bucket.account)
+    settings = store.rclone_remote(ref, st.endpoint)  # insertion order: stable, type first
+    return NodeMount(f"sc-m{index}", tuple(settings.items()), st)
+
+
+def make_plan(task: Task) -> Plan:
+    entries = list(task.storages)
+    if isinstance(task.workdir, Storage):
+        entries.append(task.workdir)
+    uploads = tuple(Upload(st, manifest_mod.build(st.sources, st.layout))
+                    for st in entries if st.sources)
+    mounts = tuple(_node_mount(i, st) for i, st in enumerate(task.storages))
+    workdir: NodeMount | GitWorkdir | None = task.workdir
+    if isinstance(task.workdir, Storage):
+        workdir = _node_mount(len(mounts), task.workdir)
+    return Plan(task, _bucket_actions(entries), uploads, mounts, workdir)
+
+
+def conflicts(plan: Plan):
+    """(upload, key, earlier upload) for every object key two uploads fill differently."""
+    seen: dict[tuple, tuple[str, Upload]] = {}
+    for upload in plan.uploads:
+        ref = upload.target
+        for entry in upload.manifest.entries:
+            key = "/".join(p for p in (ref.prefix, entry.key) if p)
+            where = (ref.store, ref.bucket, key)
+            if where in seen and seen[where][0] != entry.sha256:
+                yield upload, key, seen[where][1]
+                break
+            seen.setdefault(where, (entry.sha256, upload))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def describe(plan: Plan, outputs: list[str]) -> str:
+    """The human plan that --dry-run prints: buckets, uploads, per-node steps, notes."""
+    t = plan.task
+    lines = [f"task {t.name or '(unnamed)'}: {t.num_nodes} node(s)"]
+    lines.append("buckets:")
+    for b in plan.buckets or ():
+        what = "create or reuse (skycompile's)" if b.create else "use existing"
+        where = f", region {b.region}" if b.region else ""
+        ep = f", endpoint {b.endpoint}" if b.endpoint else ""
+        uri = BucketRef(b.store, b.bucket).uri
+        lines.append(f"  {what}: {uri}{where}{ep}  [store: {b.rule}]")
+    if not plan.buckets:
+        lines.append("  (none)")
+    lines.append("uploads:")
+    for u in plan.uploads:
+        srcs = ", ".join(s.written for s in u.storage.sources)
+        lines.append(f"  {srcs} -> {u.target.uri}  ({u.manifest.files} files, "
+                     f"{_size(u.manifest.bytes)}, manifest {u.manifest.sha256[:12]})")
+        if u.manifest.symlinks:
+            lines.append(f"    skipped symlinks (never uploaded): {', '.join(u.manifest.symlinks)}")
+    if not plan.uploads:
+        lines.append("  (none)")
+    lines.append("on every node:")
+    for m in plan.mounts:
+        st = m.storage
+        lines.append(f"  {st.mode.value:<12} {st.bucket.uri} -> {st.dest.display}")
+    if isinstance(plan.workdir, NodeMount):
+        lines.append(f"  {'COPY':<12} {plan.workdir.storage.bucket.uri} -> ~/sky_workdir (workdir)")
+    elif isinstance(plan.workdir, GitWorkdir):
+        ref = f" @ {plan.workdir.ref}" if plan.workdir.ref else ""
+        lines.append(f"  {'GIT':<12} {plan.workdir.url}{ref} -> ~/sky_workdir (workdir)")
+    lines.append(f"  setup: {'yes' if t.setup else 'no'}; run: {'yes' if t.run else 'no'}")
+    if t.runtime_envs:
+        names = ", ".join(n for n, _ in t.runtime_envs)
+        lines.append(f"  read from the node's environment (not embedded): {names}")
+    for note in t.notes:
+        lines.append(f"note: {note}")
+    for out in outputs:
+        lines.append(f"script: {out}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,105 @@
+"""Render phase: Plan -> one bash script per node, byte-stable.
+
+One Jinja environment, `StrictUndefined`, and one quoting filter `q` through which every
+value from the task reaches bash. The context is built from the plan alone: no clock,
+no randomness, no machine facts.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import jinja2
+
+from . import __version__, resources
+from .ir import GitWorkdir
+from .plan import NodeMount, Plan
+
+# Pinned rclone for the nodes. Checksums of the official release archives, from
+# https://downloads.rclone.org/v1.75.2/SHA256SUMS as quoted by independent public pins
+# (Dockerfiles and installers citing that file; amd64 in four, arm64 in two).
+RCLONE = {
+    "version": "v1.75.2",
+    "base_url": "https://downloads.rclone.org",
+    "sha256": {
+        "amd64": "349ac8fba6ff65d6247043f1750cdcb518ec5d500ef91463a10d37c0ccdf3702",
+        "arm64": "7e1e8d69654941b7b7df84ee74c5f7fb09cce7d5496947fb7bf16b55ff427d10",
+    },
+    "sources": "SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), cross-checked against "
+                "two independent public pins per architecture",
+}
+
+
+class RenderError(ValueError):
+    pass
+
+
+def q(value: object) -> str:
+    """Quote any value as one bash word. The only way task values enter a script."""
+    text = str(value)
+    if "\x00" in text:
+        raise RenderError("a value with a NUL byte cannot be put in a shell script")
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resources.directory("templates"))),
+        undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["q"] = q
+    return env
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+
+
+def _mount_ctx(m: NodeMount) -> dict:
+    st = m.storage
+    return {
+        "remote": m.remote, "path": m.path,
+        "dest_kind": "home" if st.dest.home else "abs", "dest": st.dest.path,
+        "label": st.dest.display, "mode": st.mode.value, "object": st.object,
+        "transfers": st.config.transfers, "cache_size": st.config.cache_size,
+        "write_back": st.config.write_back, "drain_timeout": st.config.drain_timeout,
+        "dir_cache_time": st.config.dir_cache_time,
+    }
+
+
+def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node_index: int,
+            node_user: str = "", recompile: str = "") -> dict:
+    """The template context of one node (its keys are the templates' whole vocabulary)."""
+    t = plan.task
+    remotes = list(plan.mounts) + ([plan.workdir] if isinstance(plan.workdir, NodeMount) else [])
+    if isinstance(plan.workdir, NodeMount):
+        workdir = {"kind": "copy", "remote": plan.workdir.remote, "path": plan.workdir.path}
+    elif isinstance(plan.workdir, GitWorkdir):
+        workdir = {"kind": "git", "url": plan.workdir.url, "ref": plan.workdir.ref}
+    else:
+        workdir = None
+    return {
+        "version": __version__, "task_file": task_file, "task_sha256": task_sha256,
+        "task_name": t.name, "slug": state_id, "recompile": recompile,
+        "sources": [{"label": u.label, "uri": u.target.uri, "manifest_sha256": u.manifest.sha256,
+                     "files": u.manifest.files, "bytes": u.manifest.bytes} for u in plan.uploads],
+        "node": {"index": node_index, "count": t.num_nodes},
+        "rclone": RCLONE, "node_user": node_user,
+        "remotes": [{"name": m.remote, "settings": [list(kv) for kv in m.settings]} for m in remotes],
+        "mounts": [_mount_ctx(m) for m in plan.mounts],
+        "workdir": workdir,
+        "envs": [list(kv) for kv in t.envs],
+        "runtime_envs": [{"name": n, "required": r} for n, r in t.runtime_envs],
+        "setup": t.setup, "run": t.run,
+    }
+
+
+def render_node(ctx: dict) -> str:
+    return environment().get_template("node.sh.j2").render(**ctx)
+
+
+def render_all(plan: Plan, **kwargs) -> list[str]:
+    """One script per node, node 0 first."""
+    return [render_node(context(plan, node_index=i, **kwargs)) for i in range(plan.task.num_nodes)]

@@ -1,0 +1,149 @@
+"""The store registry: one `Store` row per object store.
+
+A row owns everything store-specific: URI scheme and parsing, bucket-name rules, which
+`resources.cloud` / `infra` names select it, whether `--endpoint-url` applies, the rclone
+backend settings the node scripts use, and (lazily, for `apply`) its local client. Adding
+a store is adding a module here and one line to `_MODULES`; no other module lists stores.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+class UriError(ValueError):
+    """A URI that names this store but is malformed; the message says how to write it."""
+
+
+@dataclass(frozen=True)
+class BucketRef:
+    """A bucket (container) plus an optional key prefix inside it."""
+
+    store: str
+    bucket: str
+    prefix: str = ""  # no leading or trailing '/'
+    region: str = ""  # when the URI carries one (cos://REGION/..., oci://B@REGION)
+    account: str = ""  # azure storage account
+
+    @property
+    def uri(self) -> str:
+        return get(self.store).format_uri(self)
+
+
+@dataclass(frozen=True)
+class Store:
+    name: str  # the `store:` value, lower case
+    schemes: tuple[str, ...]  # URI schemes this store owns ("s3", "gs", "https")
+    clouds: tuple[str, ...]  # resources.cloud / infra names that default to this store
+    s3_family: bool  # --endpoint-url / AWS_ENDPOINT_URL apply
+    parse: Callable[[str], BucketRef]  # raises UriError
+    format_uri: Callable[[BucketRef], str]
+    bucket_name_problems: Callable[[str], list[str]]
+    rclone_remote: Callable[[BucketRef, str], dict[str, str]]  # (ref, endpoint) -> settings
+    uri_hint: str  # how a URI of this store is written, for messages
+    notes: tuple[str, ...] = field(default=())
+
+
+_MODULES = ("s3", "gcs", "azure", "r2", "ibm", "oci")
+_REGISTRY: dict[str, Store] = {}
+
+
+def _load() -> dict[str, Store]:
+    if not _REGISTRY:
+        for mod in _MODULES:
+            store: Store = importlib.import_module(f"{__name__}.{mod}").STORE
+            _REGISTRY[store.name] = store
+    return _REGISTRY
+
+
+def all_stores() -> list[Store]:
+    return list(_load().values())
+
+
+def names() -> list[str]:
+    return list(_load())
+
+
+def get(name: str) -> Store:
+    return _load()[name.lower()]
+
+
+def find(name: str) -> Store | None:
+    return _load().get(name.lower()) if isinstance(name, str) else None
+
+
+def for_cloud(cloud: str) -> Store | None:
+    """The store whose cloud is `cloud` (`aws` -> s3), for storages without `store:`."""
+    cloud = cloud.lower()
+    for store in _load().values():
+        if cloud in store.clouds:
+            return store
+    return None
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def scheme_of(value: str) -> str | None:
+    """The URI scheme of `value`, or None for a local path."""
+    m = _SCHEME.match(value)
+    return m.group(1).lower() if m else None
+
+
+def for_uri(uri: str) -> Store | None:
+    scheme = scheme_of(uri)
+    if scheme is None:
+        return None
+    for store in _load().values():
+        if scheme in store.schemes and (scheme != "https" or ".blob.core.windows.net" in uri):
+            return store
+    return None
+
+
+def parse_uri(uri: str) -> BucketRef:
+    """Parse a cloud URI; UriError names the problem (unknown scheme included)."""
+    store = for_uri(uri)
+    if store is None:
+        scheme = scheme_of(uri)
+        known = ", ".join(f"{s.uri_hint}" for s in all_stores())
+        raise UriError(f"{scheme}:// is not a supported store (supported: {known})")
+    return store.parse(uri)
+
+
+# --- helpers shared by the store modules --------------------------------------------
+
+def split_bucket_path(uri: str, scheme: str) -> tuple[str, str]:
+    """`s3://b/a/b/` -> ('b', 'a/b'). Raises UriError without a bucket."""
+    rest = uri[len(scheme) + 3:]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise UriError(f"{uri!r} has no bucket name; write {scheme}://BUCKET[/PREFIX]")
+    return bucket, prefix.strip("/")
+
+
+def check_prefix(uri: str, prefix: str) -> None:
+    if "//" in prefix or any(p in (".", "..") for p in prefix.split("/")):
+        raise UriError(f"{uri!r} has an empty, '.' or '..' path segment")
+
+
+def dns_style_problems(name: str, *, max_len: int = 63, dots: bool = True,
+                       underscore: bool = False) -> list[str]:
+    """Rules shared by the S3 family and GCS: 3..max_len chars of [a-z0-9.-] (and _ where
+    allowed), starting and ending with a letter or digit, no '..', not an IP address."""
+    problems = []
+    allowed = "a-z0-9-" + ("." if dots else "") + ("_" if underscore else "")
+    if not 3 <= len(name) <= max_len:
+        problems.append(f"must be 3 to {max_len} characters long (it is {len(name)})")
+    if re.search(f"[^{allowed}]", name):
+        what = "lowercase letters, digits, hyphens" + (", dots" if dots else "") + \
+            (", underscores" if underscore else "")
+        problems.append(f"may contain only {what}")
+    if name and not (name[0].isalnum() and name[-1].isalnum()):
+        problems.append("must start and end with a lowercase letter or digit")
+    if ".." in name:
+        problems.append("must not contain '..'")
+    if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", name):
+        problems.append("must not look like an IP address")
+    return problems
