@@ -11,7 +11,7 @@ from .ir import Mode, Storage, Task
 
 if TYPE_CHECKING:
     from .ir import LocalSource
-    from .normalize import _Ctx
+    from .resolve import Ctx
 
 
 def _key_path(storage: Storage) -> tuple:
@@ -29,7 +29,7 @@ def _what(st: Storage) -> str:
         f"already the destination of {st.dest.written!r}"
 
 
-def unique_destinations(ctx: "_Ctx", task: Task) -> None:
+def unique_destinations(ctx: "Ctx", task: Task) -> None:
     seen: dict[tuple, Storage] = {}
     for st in _all(task):
         key = (st.dest.home, st.dest.path)
@@ -40,7 +40,7 @@ def unique_destinations(ctx: "_Ctx", task: Task) -> None:
             seen[key] = st
 
 
-def no_nesting_in_mounts(ctx: "_Ctx", task: Task) -> None:
+def no_nesting_in_mounts(ctx: "Ctx", task: Task) -> None:
     """Nothing may live inside a FUSE mount: it would hide it, or write into the bucket."""
     entries = _all(task)
     for outer in entries:
@@ -55,7 +55,7 @@ def no_nesting_in_mounts(ctx: "_Ctx", task: Task) -> None:
                           "Move it outside the mount, or mount at a different path.", key=True)
 
 
-def mount_cached_needs_mount_mode_config(ctx: "_Ctx", task: Task) -> None:
+def mount_cached_needs_mount_mode_config(ctx: "Ctx", task: Task) -> None:
     """config.mount_cached only tunes MOUNT_CACHED; on other modes it is a mistake."""
     data = ctx.doc.data.get("file_mounts") or {}
     for key, spec in data.items():
@@ -69,19 +69,19 @@ def mount_cached_needs_mount_mode_config(ctx: "_Ctx", task: Task) -> None:
                       "Set mode: MOUNT_CACHED or remove config.mount_cached.")
 
 
-CHECKS: dict[str, Callable[["_Ctx", Task], None]] = {
+CHECKS: dict[str, Callable[["Ctx", Task], None]] = {
     "unique destinations": unique_destinations,
     "no mount nested in a FUSE mount": no_nesting_in_mounts,
     "mount_cached config only on MOUNT_CACHED": mount_cached_needs_mount_mode_config,
 }
 
 
-def check_task(ctx: "_Ctx", task: Task) -> None:
+def check_task(ctx: "Ctx", task: Task) -> None:
     for check in CHECKS.values():
         check(ctx, task)
 
 
-def unique_basenames(ctx: "_Ctx", sources: "list[LocalSource]", path: tuple) -> None:
+def unique_basenames(ctx: "Ctx", sources: "list[LocalSource]", path: tuple) -> None:
     """A list source puts each basename at the bucket root, so two equal names collide."""
     seen: dict[str, str] = {}
     for src in sources:

@@ -128,6 +128,11 @@ def check_prefix(uri: str, prefix: str) -> None:
         raise UriError(f"{uri!r} has an empty, '.' or '..' path segment")
 
 
+def hyphen_name_problems(name: str) -> list[str]:
+    """3..63 chars of [a-z0-9-], starting and ending with a letter or digit (R2, Azure)."""
+    return dns_style_problems(name, dots=False)
+
+
 def dns_style_problems(name: str, *, max_len: int = 63, dots: bool = True,
                        underscore: bool = False) -> list[str]:
     """Rules shared by the S3 family and GCS: 3..max_len chars of [a-z0-9.-] (and _ where

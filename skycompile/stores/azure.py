@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from . import BucketRef, Store, UriError, check_prefix
+from . import BucketRef, Store, UriError, check_prefix, hyphen_name_problems
 
 _URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([^/]*)(?:/(.*))?$")
 
@@ -22,13 +22,7 @@ def parse(uri: str) -> BucketRef:
 
 
 def bucket_name_problems(name: str) -> list[str]:
-    problems = []
-    if not 3 <= len(name) <= 63:
-        problems.append(f"must be 3 to 63 characters long (it is {len(name)})")
-    if re.search(r"[^a-z0-9-]", name):
-        problems.append("may contain only lowercase letters, digits and hyphens")
-    if name and not (name[0].isalnum() and name[-1].isalnum()):
-        problems.append("must start and end with a lowercase letter or digit")
+    problems = hyphen_name_problems(name)
     if "--" in name:
         problems.append("must not contain consecutive hyphens")
     return problems

@@ -21,6 +21,8 @@
 # Log: /var/log/skycompile/$SLUG.log
 #
 set -Eeuo pipefail
+# Also inside $(...): a failing step must not hand a half result to its caller (bash >= 4.4).
+shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. A '$', backtick or '~' inside these single
@@ -69,7 +71,7 @@ set -Eeuo pipefail
   readonly -a M_DEST=('/mnt/data' '/ckpt/70b' '/raw')
   readonly -a M_LABEL=('/mnt/data' '/ckpt/70b' '/raw')
   readonly -a M_MODE=('MOUNT' 'COPY' 'COPY')
-  readonly -a M_TRANSFERS=('1' '1' '1')
+  readonly -a M_TRANSFERS=('1' '16' '16')
   readonly -a M_OBJECT=('dir' 'dir' 'auto')
   readonly -a M_DIR_CACHE_TIME=('2s' '2s' '2s')
   readonly M_COUNT='3'
@@ -181,6 +183,7 @@ resolve_home() {
 # runuser keeps the exported environment (it only sets HOME, SHELL, USER and LOGNAME).
 as_user() {
   if [[ -n $NODE_USER ]]; then
+    need_cmd runuser
     runuser -u "$NODE_USER" -- "$@"
   else
     "$@"
@@ -421,10 +424,10 @@ copy_one() {
 
 # The task did not say whether the source is one object or a directory: ask the bucket.
 remote_kind() {
-  local stat
+  local stat is_dir='"IsDir":[[:space:]]*true'
   stat=$(rclone lsjson --stat -- "$1") ||
     die "cannot stat $1: check that it exists and this node's credentials can read it"
-  if [[ $stat == *'"IsDir":true'* ]]; then echo dir; else echo file; fi
+  if [[ $stat =~ $is_dir ]]; then echo dir; else echo file; fi
 }
 
 # --- mount ---
@@ -561,6 +564,8 @@ unmount_dir() {
 # Exported only in the subshell that runs setup and run, so the task's envs cannot change how
 # this script's own rclone calls behave.
 export_envs() {
+  # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
+  export_env HOME "$TARGET_HOME"
   local i
   for i in "${!ENV_NAMES[@]}"; do
     export_env "${ENV_NAMES[i]}" "${ENV_VALUES[i]}"

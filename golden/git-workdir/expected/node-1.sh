@@ -19,6 +19,8 @@
 # Log: /var/log/skycompile/$SLUG.log
 #
 set -Eeuo pipefail
+# Also inside $(...): a failing step must not hand a half result to its caller (bash >= 4.4).
+shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. A '$', backtick or '~' inside these single
@@ -134,6 +136,7 @@ resolve_home() {
 # runuser keeps the exported environment (it only sets HOME, SHELL, USER and LOGNAME).
 as_user() {
   if [[ -n $NODE_USER ]]; then
+    need_cmd runuser
     runuser -u "$NODE_USER" -- "$@"
   else
     "$@"
@@ -191,12 +194,18 @@ git_clone() {
 }
 
 git_update() {
+  local ref=$GIT_REF
   log "updating $WORKDIR from $GIT_URL${GIT_REF:+ at $GIT_REF}"
   retry git_auth -C "$WORKDIR" fetch --quiet --tags origin ||
     die "git fetch of $GIT_URL failed: check the network and, for a private repository, GIT_TOKEN"
-  if [[ -n $GIT_REF ]]; then
-    as_user git -C "$WORKDIR" checkout --quiet "$GIT_REF" -- ||
-      die "cannot check out $GIT_REF in $WORKDIR: local changes in the way?"
+  if [[ -z $ref ]]; then
+    # No ref in the task means the default branch, even if an earlier version named another.
+    ref=$(as_user git -C "$WORKDIR" symbolic-ref --quiet --short refs/remotes/origin/HEAD) || ref=""
+    ref=${ref#origin/}
+  fi
+  if [[ -n $ref ]]; then
+    as_user git -C "$WORKDIR" checkout --quiet "$ref" -- ||
+      die "cannot check out $ref in $WORKDIR: local changes in the way?"
   fi
   if as_user git -C "$WORKDIR" rev-parse --quiet --verify '@{upstream}' >/dev/null 2>&1; then
     as_user git -C "$WORKDIR" merge --quiet --ff-only '@{upstream}' ||
@@ -206,7 +215,7 @@ git_update() {
 
 # A 7 to 40 digit hex ref is a commit: clone, then check it out (--branch takes only names).
 is_commit() {
-  [[ $1 =~ ^[0-9a-f]{7,40}$ ]]
+  [[ $1 =~ ^[0-9a-fA-F]{7,40}$ ]]
 }
 
 # The token reaches git only through its environment: never the command line (ps shows it),
@@ -227,6 +236,8 @@ git_auth() {
 # Exported only in the subshell that runs setup and run, so the task's envs cannot change how
 # this script's own rclone calls behave.
 export_envs() {
+  # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
+  export_env HOME "$TARGET_HOME"
   export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
   export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
 }

@@ -19,6 +19,8 @@
 # Log: /var/log/skycompile/$SLUG.log
 #
 set -Eeuo pipefail
+# Also inside $(...): a failing step must not hand a half result to its caller (bash >= 4.4).
+shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. A '$', backtick or '~' inside these single
@@ -75,7 +77,7 @@ set -Eeuo pipefail
   readonly -a M_DEST=('/cos' '/cos-mount' '/oci-mount' '/oci-copy')
   readonly -a M_LABEL=('/cos' '/cos-mount' '/oci-mount' '/oci-copy')
   readonly -a M_MODE=('COPY' 'MOUNT' 'MOUNT_CACHED' 'COPY')
-  readonly -a M_TRANSFERS=('1' '1' '1' '1')
+  readonly -a M_TRANSFERS=('16' '1' '1' '16')
   readonly -a M_OBJECT=('auto' 'auto' 'auto' 'auto')
   readonly -a M_DIR_CACHE_TIME=('2s' '2s' '2s' '2s')
   readonly M_COUNT='4'
@@ -191,6 +193,7 @@ resolve_home() {
 # runuser keeps the exported environment (it only sets HOME, SHELL, USER and LOGNAME).
 as_user() {
   if [[ -n $NODE_USER ]]; then
+    need_cmd runuser
     runuser -u "$NODE_USER" -- "$@"
   else
     "$@"
@@ -431,10 +434,10 @@ copy_one() {
 
 # The task did not say whether the source is one object or a directory: ask the bucket.
 remote_kind() {
-  local stat
+  local stat is_dir='"IsDir":[[:space:]]*true'
   stat=$(rclone lsjson --stat -- "$1") ||
     die "cannot stat $1: check that it exists and this node's credentials can read it"
-  if [[ $stat == *'"IsDir":true'* ]]; then echo dir; else echo file; fi
+  if [[ $stat =~ $is_dir ]]; then echo dir; else echo file; fi
 }
 
 # --- mount ---
@@ -611,6 +614,9 @@ drain_all() {
 drain_one() {
   local i=$1
   local label=${M_LABEL[i]} timeout=${M_DRAIN_TIMEOUT[i]} sock deadline next=0 stats uploading queued
+  # Filled by scan_queue, per queue id: tries when first seen, and whether it was retried.
+  local -A first_tries=() retried=()
+  local stuck
   [[ $timeout =~ ^[0-9]+$ ]] || die "corrupt script: drain timeout $timeout"
   sock=$(rc_sock "$i")
   if [[ $(mount_state "$i") != ours ]]; then
@@ -630,9 +636,10 @@ drain_one() {
       log "$label: every closed file is in the bucket"
       return 0
     fi
-    expedite "$sock"
-    if [[ -n $(failing_uploads "$sock") ]]; then
-      drain_failed "$i" "uploads keep failing after $DRAIN_MAX_TRIES tries"
+    stuck=""
+    scan_queue "$sock"
+    if [[ -n $stuck ]]; then
+      drain_failed "$i" "uploads keep failing ($DRAIN_MAX_TRIES tries or more)"
       return 1
     fi
     if ((SECONDS >= deadline)); then
@@ -647,23 +654,31 @@ drain_one() {
   done
 }
 
-# Files wait --vfs-write-back before they upload; at drain time there is no reason to wait.
-# Only untried items are moved: failed ones keep rclone's own retry backoff.
-expedite() {
-  local sock=$1 id tries uploading expiry
-  while IFS=$'\t' read -r id tries uploading expiry _; do
-    if ((tries == 0 && uploading == 0 && expiry > 1)); then
-      rc_call "$sock" vfs/queue-set-expiry "id=$id" expiry=-1000000000 >/dev/null 2>&1 || true
+# One look at the upload queue per poll; updates first_tries, retried and stuck of drain_one.
+# - A file still waiting out --vfs-write-back is sent now: at drain time there is no reason to wait.
+# - A file that failed before is retried once right away, so a drain run after the bucket was
+#   fixed succeeds at once; after that rclone's own backoff applies.
+# - rclone retries a failing upload forever and erroredFiles stays 0, so the tries tell: a file
+#   at DRAIN_MAX_TRIES that failed again during this drain makes it give up.
+scan_queue() {
+  local sock=$1 id tries uploading expiry name
+  while IFS=$'\t' read -r id tries uploading expiry name; do
+    [[ -n ${first_tries[$id]:-} ]] || first_tries[$id]=$tries
+    if ((tries >= DRAIN_MAX_TRIES && tries > first_tries[$id])); then
+      stuck+="$name"$'\n'
+    fi
+    if ((uploading)); then continue; fi
+    if ((tries == 0 && expiry > 1)); then
+      expedite "$sock" "$id"
+    elif ((tries > 0)) && [[ -z ${retried[$id]:-} ]]; then
+      retried[$id]=1
+      expedite "$sock" "$id"
     fi
   done < <(queue_rows "$sock")
 }
 
-# erroredFiles stays 0 while rclone retries an upload forever; the queue's tries tell.
-failing_uploads() {
-  local sock=$1 tries name
-  while IFS=$'\t' read -r _ tries _ _ name; do
-    if ((tries >= DRAIN_MAX_TRIES)); then printf '%s\n' "$name"; fi
-  done < <(queue_rows "$sock")
+expedite() {
+  rc_call "$1" vfs/queue-set-expiry "id=$2" expiry=-1000000000 >/dev/null 2>&1 || true
 }
 
 drain_failed() {
@@ -729,6 +744,8 @@ json_str() {
 # Exported only in the subshell that runs setup and run, so the task's envs cannot change how
 # this script's own rclone calls behave.
 export_envs() {
+  # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
+  export_env HOME "$TARGET_HOME"
   export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
   export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
 }

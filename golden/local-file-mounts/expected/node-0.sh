@@ -31,6 +31,8 @@
 # Log: /var/log/skycompile/$SLUG.log
 #
 set -Eeuo pipefail
+# Also inside $(...): a failing step must not hand a half result to its caller (bash >= 4.4).
+shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. A '$', backtick or '~' inside these single
@@ -102,7 +104,7 @@ set -Eeuo pipefail
   readonly -a M_DEST=('/tmp/workdir' 'tmpfile' 'a/b/c/tmpfile' 'relative_dir' 'dotslash_relative_dir' '/data/checkpoints/best.pt')
   readonly -a M_LABEL=('/tmp/workdir' '~/tmpfile' '~/a/b/c/tmpfile' '~/relative_dir' '~/dotslash_relative_dir' '/data/checkpoints/best.pt')
   readonly -a M_MODE=('COPY' 'COPY' 'COPY' 'COPY' 'COPY' 'COPY')
-  readonly -a M_TRANSFERS=('1' '1' '1' '1' '1' '1')
+  readonly -a M_TRANSFERS=('16' '16' '16' '16' '16' '16')
   readonly -a M_OBJECT=('dir' 'file' 'file' 'dir' 'dir' 'file')
 
   readonly RUN_SCRIPT='ls -la /tmp/workdir ~/tmpfile ~/a/b/c/tmpfile ~/relative_dir'
@@ -208,6 +210,7 @@ resolve_home() {
 # runuser keeps the exported environment (it only sets HOME, SHELL, USER and LOGNAME).
 as_user() {
   if [[ -n $NODE_USER ]]; then
+    need_cmd runuser
     runuser -u "$NODE_USER" -- "$@"
   else
     "$@"
@@ -420,16 +423,18 @@ copy_one() {
 
 # The task did not say whether the source is one object or a directory: ask the bucket.
 remote_kind() {
-  local stat
+  local stat is_dir='"IsDir":[[:space:]]*true'
   stat=$(rclone lsjson --stat -- "$1") ||
     die "cannot stat $1: check that it exists and this node's credentials can read it"
-  if [[ $stat == *'"IsDir":true'* ]]; then echo dir; else echo file; fi
+  if [[ $stat =~ $is_dir ]]; then echo dir; else echo file; fi
 }
 
 # --- export envs ---
 # Exported only in the subshell that runs setup and run, so the task's envs cannot change how
 # this script's own rclone calls behave.
 export_envs() {
+  # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
+  export_env HOME "$TARGET_HOME"
   export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
   export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
 }

@@ -19,6 +19,8 @@
 # Log: /var/log/skycompile/$SLUG.log
 #
 set -Eeuo pipefail
+# Also inside $(...): a failing step must not hand a half result to its caller (bash >= 4.4).
+shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. A '$', backtick or '~' inside these single
@@ -164,6 +166,7 @@ resolve_home() {
 # runuser keeps the exported environment (it only sets HOME, SHELL, USER and LOGNAME).
 as_user() {
   if [[ -n $NODE_USER ]]; then
+    need_cmd runuser
     runuser -u "$NODE_USER" -- "$@"
   else
     "$@"
@@ -493,6 +496,8 @@ unmount_dir() {
 # Exported only in the subshell that runs setup and run, so the task's envs cannot change how
 # this script's own rclone calls behave.
 export_envs() {
+  # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
+  export_env HOME "$TARGET_HOME"
   export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
   export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
 }

@@ -1,0 +1,153 @@
+"""The front door: output layouts, --check, overrides, --version, and no network in
+--dry-run or --check."""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+TWO_NODES = "name: two\nnum_nodes: 2\nrun: echo hi\n"
+ONE_NODE = "name: one\nrun: echo hi\n"
+
+
+@pytest.fixture
+def task(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def write(text: str, name: str = "task.yaml") -> str:
+        Path(name).write_text(text)
+        return name
+    return write
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a socket fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def test_single_file_atomic_and_executable(task, cli):
+    result = cli(task(ONE_NODE), "-o", "boot.sh")
+    assert result.code == 0, result.err
+    mode = stat.S_IMODE(os.stat("boot.sh").st_mode)
+    assert mode == 0o755
+    assert Path("boot.sh").read_text().startswith("#!/usr/bin/env bash\n")
+    assert [p.name for p in Path(".").iterdir() if p.name.startswith(".boot.sh")] == []
+
+
+def test_directory_layout_for_many_nodes(task, cli):
+    result = cli(task(TWO_NODES), "-o", "out/")
+    assert result.code == 0, result.err
+    assert sorted(p.name for p in Path("out").iterdir()) == ["node-0.sh", "node-1.sh"]
+    a, b = (Path("out") / "node-0.sh").read_text(), (Path("out") / "node-1.sh").read_text()
+    assert "readonly NODE_INDEX='0'" in a and "readonly NODE_INDEX='1'" in b
+    diff = [(x, y) for x, y in zip(a.splitlines(), b.splitlines()) if x != y]
+    assert all("0" in x and "1" in y for x, y in diff) and len(diff) <= 4, diff
+
+
+def test_existing_directory_without_slash(task, cli):
+    Path("out").mkdir()
+    assert cli(task(TWO_NODES), "-o", "out").code == 0
+    assert (Path("out") / "node-1.sh").exists()
+
+
+def test_stdout(task, cli):
+    result = cli(task(ONE_NODE), "-o", "-")
+    assert result.code == 0
+    assert result.out.startswith("#!/usr/bin/env bash\n")
+    assert not any(Path(".").glob("*.sh"))
+
+
+def test_dry_run_stdout_keeps_plan_off_stdout(task, cli):
+    result = cli(task(ONE_NODE), "--dry-run", "-o", "-")
+    assert result.out.startswith("#!/usr/bin/env bash\n")
+    assert "task one: 1 node(s)" in result.err
+
+
+def test_num_nodes_override(task, cli):
+    assert cli(task(ONE_NODE), "--num-nodes", "3", "-o", "out/").code == 0
+    assert len(list(Path("out").glob("node-*.sh"))) == 3
+
+
+def test_check_identical_then_different(task, cli, no_network):
+    name = task(TWO_NODES)
+    assert cli(name, "--dry-run", "-o", "out/").code == 0
+    same = cli(name, "-o", "out/", "--check")
+    assert same.code == 0, same.err + same.out
+    assert "2 script(s) up to date" in same.err
+    Path(name).write_text(TWO_NODES.replace("echo hi", "echo bye"))
+    changed = cli(name, "-o", "out/", "--check")
+    assert changed.code == 1
+    assert "--- out/node-0.sh" in changed.out and "+++ out/node-0.sh (compiled)" in changed.out
+    assert "-  readonly RUN_SCRIPT='echo hi'" in changed.out
+    assert "+  readonly RUN_SCRIPT='echo bye'" in changed.out
+    # --check never writes
+    assert "echo hi" in (Path("out") / "node-0.sh").read_text()
+
+
+def test_check_reports_missing_file(task, cli):
+    result = cli(task(ONE_NODE), "-o", "boot.sh", "--check")
+    assert result.code == 1
+    assert "boot.sh (missing)" in result.out
+    assert not Path("boot.sh").exists()
+
+
+@pytest.mark.parametrize("case", ["env-substitution", "git-workdir", "local-file-mounts",
+                                  "azure-modes", "ibm-oci", "s3-endpoint"])
+def test_dry_run_touches_no_network(case, cli, monkeypatch, no_network, tmp_path):
+    """Stores of every kind, a git workdir, endpoints, uploads: no socket is opened."""
+    monkeypatch.chdir(ROOT / "golden" / case)
+    monkeypatch.setenv("HOME", str(ROOT / "golden" / case / "home"))
+    result = cli("task.yaml", "--dry-run", "-o", f"{tmp_path}/out/")
+    assert result.code == 0, result.err
+
+
+def test_env_override_and_env_from_environment(task, cli, monkeypatch):
+    name = task("envs:\n  A: one\n  B: two\nrun: echo\n")
+    monkeypatch.setenv("B", "from-env")
+    result = cli(name, "--env", "A=over", "--env", "B", "--env", "C=new", "-o", "-")
+    assert result.code == 0, result.err
+    assert "readonly -a ENV_VALUES=('over' 'from-env' 'new')" in result.out
+
+
+def test_env_from_missing_environment_is_usage_error(task, cli, monkeypatch):
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    result = cli(task(ONE_NODE), "--env", "NOPE_NOT_SET", "-o", "-")
+    assert result.code == 2
+    assert "NOPE_NOT_SET is not set in your environment" in result.err
+
+
+def test_git_overrides(task, cli):
+    name = task("workdir: .\nrun: echo\n")
+    result = cli(name, "--git-url", "https://example.com/r.git", "--git-ref", "v1", "-o", "-")
+    assert result.code == 0, result.err
+    assert "'https://example.com/r.git'" in result.out and "'v1'" in result.out
+
+
+def test_version_matches_package():
+    import skycompile
+    out = subprocess.run([sys.executable, "-m", "skycompile", "--version"], capture_output=True,
+                         text=True, cwd=ROOT)
+    assert out.stdout.strip() == f"skycompile {skycompile.__version__}"
+
+
+def test_help_documents_every_flag():
+    out = subprocess.run([sys.executable, "-m", "skycompile", "--help"], capture_output=True,
+                         text=True, cwd=ROOT).stdout
+    readme = (ROOT / "README.md").read_text()
+    flags = ["-o", "--dry-run", "--check", "--env", "--workdir", "--git-url", "--git-ref",
+             "--num-nodes", "--store", "--endpoint-url", "--bucket", "--node-user", "--version"]
+    for flag in flags:
+        assert flag in out, flag
+        assert f"`{flag}" in readme, f"README does not document {flag}"
