@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import __version__, output
 from .compiler import apply_plans, compile_file
-from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, SkycompileError, UsageError
+from .errors import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
+                     UsageError)
 from .options import Options
 from .plan import describe
 from .stores import names as store_names
@@ -42,7 +43,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skycompile", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("task", metavar="TASK.yaml", help="the task file")
+    p.add_argument("tasks", metavar="TASK.yaml", nargs="+",
+                   help="the task file(s); with several, each gets DIR/<file stem>/")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write the scripts: FILE, DIR/ or - (see output layout)")
     p.add_argument("--dry-run", action="store_true",
@@ -98,7 +100,7 @@ def _shown(path: str) -> str:
 
 
 def recompile_line(args: argparse.Namespace) -> str:
-    words = ["skycompile", _shown(args.task)]
+    words = ["skycompile", *map(_shown, args.tasks)]
     for flag, value in (("--workdir", args.workdir), ("--git-url", args.git_url),
                         ("--git-ref", args.git_ref), ("--num-nodes", args.num_nodes),
                         ("--store", args.store), ("--endpoint-url", args.endpoint_url),
@@ -137,9 +139,9 @@ def run(argv: list[str] | None = None) -> int:
     if args.check and args.output == "-":
         raise UsageError("--check needs files to compare with, not -o -")
     opts = options(args)
-    compiled = compile_file(args.task, opts)
+    files = compile_all(args.tasks, opts)
     # Every check, the output layout included, passes before apply may touch a cloud.
-    pairs = output.targets(compiled, args.output) if args.output else []
+    pairs = output.targets(files, args.output) if args.output else []
     if args.check:
         diff = output.check(pairs)
         if diff:
@@ -150,23 +152,41 @@ def run(argv: list[str] | None = None) -> int:
         print(f"skycompile: {len(pairs)} script(s) up to date", file=sys.stderr)
         return EXIT_OK
     if args.dry_run:
-        shown = [p for p, _ in pairs if p != "-"]
         plan_out = sys.stderr if args.output == "-" else sys.stdout
-        for t in compiled.tasks:
-            plan_out.write(describe(t.plan, [p for p in shown if _belongs(p, t, args.output)]))
+        for name, compiled in files:
+            if len(files) > 1:
+                plan_out.write(f"== {name}\n")
+            for t in compiled.tasks:
+                shown = [p.path for p in pairs if p.task is t and p.path != "-"]
+                plan_out.write(describe(t.plan, shown))
     else:
-        apply_plans(compiled, opts)
-    for path, text in pairs:
-        if path == "-":
-            sys.stdout.write(text)
+        for _, compiled in files:
+            apply_plans(compiled, opts)
+    for target in pairs:
+        if target.path == "-":
+            sys.stdout.write(target.text)
         else:
-            output.write_atomic(path, text)
+            output.write_atomic(target.path, target.text)
     return EXIT_OK
 
 
-def _belongs(path: str, task, out: str) -> bool:
-    return not task.subdir or f"/{task.subdir}/" in path.replace(os.sep, "/")
+def compile_all(names: list[str], opts: Options) -> list:
+    """Compile every task file; all their problems are reported together."""
+    files, errors = [], []
+    for name in names:
+        try:
+            files.append((name, compile_file(name, opts)))
+        except TaskError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0] if len(errors) == 1 else _MultiFileError(errors)
+    return files
 
+
+class _MultiFileError(TaskError):
+    def __init__(self, errors: list[TaskError]):
+        SkycompileError.__init__(self, "\n".join(str(e) for e in errors))
+        self.problems = [p for e in errors for p in e.problems]
 
 def main(argv: list[str] | None = None) -> int:
     try:

@@ -1,7 +1,8 @@
 """Where the scripts go: the output layout, atomic writes, and the --check comparison.
 
 Layout: `-o FILE` (one node), `-o -` (stdout, one node), `-o DIR/` or an existing
-directory -> `DIR/node-0.sh ...`; a multi-task file -> `DIR/<i>-<task>/node-K.sh`.
+directory -> `DIR/node-0.sh ...`; a multi-task file -> `DIR/<i>-<task>/node-K.sh`;
+several task files -> `DIR/<file stem>/...` for each.
 """
 from __future__ import annotations
 
@@ -10,31 +11,51 @@ import os
 import tempfile
 from pathlib import Path
 
-from .compiler import Compiled
+from dataclasses import dataclass
+
+from .compiler import Compiled, CompiledTask
 from .errors import UsageError
 
 
-def targets(compiled: Compiled, out: str) -> list[tuple[str, str]]:
-    """(path, text) pairs for every script; raises UsageError for an impossible layout."""
-    scripts = [(t, i, s) for t in compiled.tasks for i, s in enumerate(t.scripts)]
-    many_tasks = len(compiled.tasks) > 1
+@dataclass(frozen=True)
+class Target:
+    path: str  # "-" for stdout
+    text: str
+    task: CompiledTask
+
+
+def _file_dirs(names: list[str]) -> list[str]:
+    """One output folder per task file: its stem, or its path when stems collide."""
+    stems = [Path(n).stem for n in names]
+    if len(set(stems)) == len(stems):
+        return stems
+    return [str(Path(n).with_suffix("")).strip("/").replace("/", "-") for n in names]
+
+
+def targets(files: list[tuple[str, Compiled]], out: str) -> list[Target]:
+    """Every script's destination; raises UsageError for an impossible layout."""
+    dirs = _file_dirs([name for name, _ in files]) if len(files) > 1 else [""]
+    scripts = [(Path(d) / t.subdir if t.subdir else Path(d), t, i, s)
+               for d, (_, c) in zip(dirs, files) for t in c.tasks for i, s in enumerate(t.scripts)]
     if out == "-":
         if len(scripts) != 1:
-            raise UsageError(f"-o - writes one script, but this task has {len(scripts)} "
+            whose = "these task files have" if len(files) > 1 else "this task has"
+            raise UsageError(f"-o - writes one script, but {whose} {len(scripts)} "
                              "(num_nodes or several tasks); pass a directory: -o DIR/")
-        return [("-", scripts[0][2])]
+        return [Target("-", scripts[0][3], scripts[0][1])]
     is_dir = out.endswith(("/", os.sep)) or Path(out).is_dir()
     if not is_dir:
         if len(scripts) != 1:
-            what = f"{len(compiled.tasks)} tasks" if many_tasks else \
-                f"num_nodes: {compiled.tasks[0].plan.task.num_nodes}"
+            what = (f"{len(files)} task files" if len(files) > 1 else
+                    f"{len(files[0][1].tasks)} tasks" if len(files[0][1].tasks) > 1 else
+                    f"num_nodes: {files[0][1].tasks[0].plan.task.num_nodes}")
             suggestion = str(Path(out).with_suffix("")) + "/"
-            raise UsageError(f"-o {out} names one file, but the task needs {len(scripts)} "
+            who = "the task files need" if len(files) > 1 else "the task needs"
+            raise UsageError(f"-o {out} names one file, but {who} {len(scripts)} "
                              f"scripts ({what}); pass a directory: -o {suggestion}")
-        return [(out, scripts[0][2])]
+        return [Target(out, scripts[0][3], scripts[0][1])]
     base = Path(out)
-    return [(str(base / t.subdir / f"node-{i}.sh") if t.subdir else str(base / f"node-{i}.sh"), s)
-            for t, i, s in scripts]
+    return [Target(str(base / sub / f"node-{i}.sh"), s, t) for sub, t, i, s in scripts]
 
 
 def write_atomic(path: str, text: str) -> None:
@@ -57,10 +78,11 @@ def write_atomic(path: str, text: str) -> None:
         raise
 
 
-def check(pairs: list[tuple[str, str]]) -> str:
+def check(targets: list[Target]) -> str:
     """A unified diff of every output that differs from the file on disk ('' = identical)."""
     diffs = []
-    for path, text in pairs:
+    for target in targets:
+        path, text = target.path, target.text
         try:
             current = Path(path).read_text(encoding="utf-8")
         except FileNotFoundError:

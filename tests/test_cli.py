@@ -151,3 +151,34 @@ def test_help_documents_every_flag():
     for flag in flags:
         assert flag in out, flag
         assert f"`{flag}" in readme, f"README does not document {flag}"
+
+
+def test_several_task_files(task, cli):
+    """`skycompile examples/*.yaml -o out/`: one folder per file; --check covers all."""
+    a, b = task(ONE_NODE, "a.yaml"), task(TWO_NODES, "b.yaml")
+    result = cli(a, b, "--dry-run", "-o", "out/")
+    assert result.code == 0, result.err
+    assert "== a.yaml" in result.out and "== b.yaml" in result.out
+    assert sorted(str(p.relative_to("out")) for p in Path("out").rglob("*.sh")) == \
+        ["a/node-0.sh", "b/node-0.sh", "b/node-1.sh"]
+    assert cli(a, b, "-o", "out/", "--check").code == 0
+    Path(b).write_text(TWO_NODES.replace("hi", "bye"))
+    assert cli(a, b, "-o", "out/", "--check").code == 1
+
+
+def test_several_task_files_report_all_problems(task, cli):
+    a, b = task("num_nodes: 0\n", "a.yaml"), task("run: [1]\n", "b.yaml")
+    result = cli(a, b, "--dry-run")
+    assert result.code == 2
+    assert result.err.splitlines() == [
+        "a.yaml:1:12: num_nodes: must be at least 1, not 0. Use a value at least 1.",
+        "b.yaml:1:6: run: must be a string, not a list. Quote it as a string.",
+    ]
+
+
+def test_examples_glob_dry_run(cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    examples = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "examples").glob("*.yaml"))
+    result = cli(*examples, "--dry-run", "-o", f"{tmp_path}/out/")
+    assert result.code == 0, result.err
+    assert len(list((tmp_path / "out").rglob("node-*.sh"))) >= len(examples)
