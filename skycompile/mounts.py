@@ -52,7 +52,7 @@ def _store(ctx: Ctx, value, path: tuple, default: DefaultStore) -> tuple[stores.
                   f"Use one of {', '.join(stores.names())} (an S3-compatible service works as "
                   "s3 with config.endpoint_url).")
         return None, ""
-    return store, "store:"
+    return store, "`store:` in the task"
 
 
 def plain_mount(ctx: Ctx, dest: NodePath, value: str, path: tuple, managed: BucketRef,

@@ -128,7 +128,7 @@ def describe(plan: Plan, outputs: list[str]) -> str:
         what = "create or reuse (skycompile's)" if b.create else "use existing"
         where = f", region {b.region}" if b.region else ""
         ep = f", endpoint {b.endpoint}" if b.endpoint else ""
-        uri = BucketRef(b.store, b.bucket).uri
+        uri = BucketRef(b.store, b.bucket, "", b.region).uri
         lines.append(f"  {what}: {uri}{where}{ep}  [store: {b.rule}]")
     if not plan.buckets:
         lines.append("  (none)")
