@@ -23,9 +23,10 @@ set -Eeuo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
-# Task data, every value quoted by skycompile. A '$', backtick or '~' inside these single
-# quotes is the task's own literal text, not a forgotten expansion, hence:
-# shellcheck disable=SC2016,SC2088
+# Task data, every value quoted by skycompile. What shellcheck would flag inside these single
+# quotes ('$', backticks, a leading '~', a final backslash, unicode or carriage-return
+# characters) is the task's own literal text, not a quoting mistake, hence:
+# shellcheck disable=SC2016,SC2088,SC1003,SC1112,SC1017
 {
   readonly SKYCOMPILE_VERSION='0.1.0'
   readonly TASK_SHA256='6b9d703591f34609d78673199901aee64f7ada22746f5f3e983daf837e5ac483'
@@ -678,8 +679,12 @@ main() {
   if [[ $cmd != up ]] && ((no_run || force_setup)); then
     usage_error "--no-run and --force-setup only apply to up"
   fi
+  # Checked before the first log line, whose file name contains it.
+  if [[ ! $SLUG =~ ^[a-z0-9-]+$ ]]; then
+    printf 'error: corrupt script: bad state id %s\n' "$SLUG" >&2
+    exit 1
+  fi
   ((BASH_VERSINFO[0] >= 4)) || die "bash 4 or newer is required"
-  [[ $SLUG =~ ^[a-z0-9-]+$ ]] || die "corrupt script: bad state id $SLUG"
   trap 'on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
   # rclone is installed here; put it ahead of an older distribution copy.
   export PATH="/usr/local/bin:$PATH"
