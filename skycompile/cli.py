@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__, output
 from .compiler import apply_plans, compile_file
-from .errors import (EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
+from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
 from .options import Options
 from .plan import describe
@@ -115,9 +115,7 @@ def recompile_line(args: argparse.Namespace) -> str:
 
 
 def options(args: argparse.Namespace) -> Options:
-    endpoint, endpoint_source = args.endpoint_url or "", "--endpoint-url" if args.endpoint_url else ""
-    if not endpoint and os.environ.get("AWS_ENDPOINT_URL"):
-        endpoint, endpoint_source = os.environ["AWS_ENDPOINT_URL"], "AWS_ENDPOINT_URL"
+    endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "")
     if args.num_nodes is not None and args.num_nodes < 1:
         raise UsageError(f"--num-nodes must be at least 1, not {args.num_nodes}")
     return Options(
@@ -125,7 +123,7 @@ def options(args: argparse.Namespace) -> Options:
         user=os.environ.get("SKYCOMPILE_USER") or getpass.getuser(),
         envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
         num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
-        endpoint_source=endpoint_source, managed_bucket=args.bucket, node_user=args.node_user,
+        managed_bucket=args.bucket, node_user=args.node_user,
         recompile=recompile_line(args),
     )
 
@@ -203,5 +201,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-__all__ = ["main", "run", "EXIT_BAD_INPUT"]

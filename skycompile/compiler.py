@@ -16,6 +16,7 @@ from . import load, normalize, plan, render, validate
 from .errors import Problem, TaskError
 from .load import Document
 from .options import Options
+from .resolve import slug
 
 _GROUP_HEADER_KEYS = {"name", "execution", "primary_tasks", "termination_delay"}
 
@@ -97,7 +98,7 @@ def _pruned(data: dict, paths: list[tuple]) -> dict:
 def _state_ids(tasks, stem: str) -> list[str]:
     ids = []
     for t in tasks:
-        base = render.slug(t.name) or render.slug(stem) or "task"
+        base = slug(t.name) or slug(stem) or "task"
         if len(tasks) > 1:
             base = f"{base}-{t.index}" if base in ids or not t.name else base
         ids.append(base)

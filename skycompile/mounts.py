@@ -1,25 +1,19 @@
 """file_mounts entries (and the legacy storage/storage_mounts form) -> Storage values."""
 from __future__ import annotations
 
-import re
 
 from . import semantic, stores
 from .ir import LocalSource, Mode, NodePath, Storage
 from .resolve import (Ctx, DefaultStore, Skip, endpoint_for, local_source, mount_config,
-                      node_path)
+                      node_path, slug)
 from .stores import BucketRef, UriError
 
 # --- the managed bucket (two-hop for local workdir and local file_mounts) -------------
 
-def _slug(text: str, limit: int) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return slug[:limit].strip("-") or "x"
-
-
 def managed_bucket(ctx: Ctx, task_name: str, store: stores.Store) -> str:
     if ctx.opts.managed_bucket:
         return ctx.opts.managed_bucket
-    return f"skycompile-{_slug(ctx.opts.user, 20)}-{_slug(task_name or 'task', 30)}"
+    return f"skycompile-{slug(ctx.opts.user, 20) or 'x'}-{slug(task_name or 'task', 30) or 'x'}"
 
 
 def dest_prefix(dest: NodePath) -> str:

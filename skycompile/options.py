@@ -21,7 +21,6 @@ class Options:
     num_nodes: int | None = None  # --num-nodes
     store: str | None = None  # --store: default store when neither task nor resources say
     endpoint_url: str = ""  # --endpoint-url, else AWS_ENDPOINT_URL
-    endpoint_source: str = ""  # which of the two set endpoint_url, for --dry-run
     managed_bucket: str | None = None  # --bucket: where local workdir/file_mounts travel
     node_user: str = ""  # --node-user: who runs setup/run on the node ("" = the caller)
     recompile: str = ""  # the command line to put in the header

@@ -6,7 +6,6 @@ no randomness, no machine facts.
 """
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 
 import jinja2
@@ -51,10 +50,6 @@ def environment() -> jinja2.Environment:
     )
     env.filters["q"] = q
     return env
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
 
 
 def _mount_ctx(m: NodeMount) -> dict:

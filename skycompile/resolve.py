@@ -72,6 +72,11 @@ class Skip(Exception):
     """This entry already has a problem; skip the rest of it."""
 
 
+def slug(text: str, limit: int = 40) -> str:
+    """A name safe in bucket names and node paths: [a-z0-9-], at most `limit` characters."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+
+
 def env_value(value: object) -> str | None:
     if value is None:
         return None
