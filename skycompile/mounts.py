@@ -1,7 +1,6 @@
 """file_mounts entries (and the legacy storage/storage_mounts form) -> Storage values."""
 from __future__ import annotations
 
-
 from . import semantic, stores
 from .ir import LocalSource, Mode, NodePath, Storage
 from .resolve import (Ctx, DefaultStore, Skip, endpoint_for, local_source, mount_config,
