@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -71,9 +73,21 @@ def parser() -> argparse.ArgumentParser:
                    help="bucket that carries the local workdir and local file_mounts to the nodes "
                         "(default: skycompile-<user>-<task name>; user from $SKYCOMPILE_USER or "
                         "your login name)")
-    p.add_argument("--node-user", metavar="USER", default="",
-                   help="run setup and run as USER on the node; `~` means USER's home "
-                        "(default: the user that runs the script, root under cloud-init)")
+    p.add_argument("--user", "--node-user", dest="node_user", metavar="USER", default="",
+                   help="run setup and run as USER on the node; `~` means USER's home and what "
+                        "the script creates there belongs to USER (default: the user that runs "
+                        "the script, root under cloud-init)")
+    p.add_argument("--node-ips", metavar="IP,IP,...",
+                   help="SKYPILOT_NODE_IPS for setup and run, node 0 first, one per node "
+                        "(default: $SKYPILOT_NODE_IPS on the node; a single node uses its own "
+                        "address)")
+    p.add_argument("--rclone-mirror", metavar="URL",
+                   help="install rclone on the nodes from URL/VERSION/rclone-VERSION-linux-ARCH.zip "
+                        "(a copy of downloads.rclone.org for air-gapped nodes; http and file:// "
+                        "allowed, the SHA-256 is still checked)")
+    p.add_argument("--rclone-sha256", action="append", default=[], metavar="ARCH=HEX",
+                   help="the mirror's own SHA-256 of the archive for ARCH (amd64, arm64) when "
+                        "it is not the official one (repeatable; needs --rclone-mirror)")
     p.add_argument("--version", action="version", version=f"skycompile {__version__}")
     return p
 
@@ -93,6 +107,49 @@ def _envs(pairs: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _node_user(name: str) -> str:
+    # useradd's rule (NAME_REGEX): what getent and runuser on the node will accept.
+    if name and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", name):
+        raise UsageError(f"--user {name!r}: not a valid user name (lowercase letters, digits, "
+                         f"'_' and '-', starting with a letter or '_', at most 32)")
+    return name
+
+
+def _node_ips(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    ips = tuple(part.strip() for part in text.split(","))
+    for ip in ips:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise UsageError(f"--node-ips: {ip!r} is not an IP address; pass IP,IP,... "
+                             f"one per node, node 0 first") from None
+    return ips
+
+
+def _mirror(url: str | None) -> str:
+    if url is None:
+        return ""
+    if not re.fullmatch(r"(https?|file)://[^\s'\"\\]+", url):
+        raise UsageError(f"--rclone-mirror {url!r}: give an http://, https:// or file:// base "
+                         f"URL without spaces or quotes")
+    return url.rstrip("/")
+
+
+def _sha256s(items: list[str], mirror: str | None) -> tuple[tuple[str, str], ...]:
+    if items and not mirror:
+        raise UsageError("--rclone-sha256 describes a mirror's archive: pass --rclone-mirror too")
+    out = {}
+    for item in items:
+        arch, _, digest = item.partition("=")
+        if arch not in ("amd64", "arm64") or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise UsageError(f"--rclone-sha256 {item!r}: expected amd64=HEX or arm64=HEX with "
+                             f"64 hex digits (sha256sum of the archive)")
+        out[arch] = digest.lower()
+    return tuple(sorted(out.items()))
+
+
 def _shown(path: str) -> str:
     """A path for the script header: relative paths as given, absolute ones by name, so the
     header does not depend on where the compile ran."""
@@ -104,11 +161,14 @@ def recompile_line(args: argparse.Namespace) -> str:
     for flag, value in (("--workdir", args.workdir), ("--git-url", args.git_url),
                         ("--git-ref", args.git_ref), ("--num-nodes", args.num_nodes),
                         ("--store", args.store), ("--endpoint-url", args.endpoint_url),
-                        ("--bucket", args.bucket), ("--node-user", args.node_user or None)):
+                        ("--bucket", args.bucket), ("--user", args.node_user or None),
+                        ("--node-ips", args.node_ips), ("--rclone-mirror", args.rclone_mirror)):
         if value is not None:
             words += [flag, str(value)]
     for item in args.env:
         words += ["--env", item.partition("=")[0] + ("=..." if "=" in item else "")]
+    for item in args.rclone_sha256:
+        words += ["--rclone-sha256", item]
     if args.output:
         words += ["-o", _shown(args.output)]
     return " ".join(shlex.quote(w) for w in words)
@@ -123,7 +183,9 @@ def options(args: argparse.Namespace) -> Options:
         user=os.environ.get("SKYCOMPILE_USER") or getpass.getuser(),
         envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
         num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
-        managed_bucket=args.bucket, node_user=args.node_user,
+        managed_bucket=args.bucket, node_user=_node_user(args.node_user),
+        node_ips=_node_ips(args.node_ips), rclone_mirror=_mirror(args.rclone_mirror),
+        rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),
         recompile=recompile_line(args),
     )
 

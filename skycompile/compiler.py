@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import apply as apply_mod
 from . import load, normalize, plan, render, validate
-from .errors import Problem, TaskError
+from .errors import Problem, TaskError, UsageError
 from .load import Document
 from .options import Options
 from .resolve import slug
@@ -115,10 +115,16 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
     _check_uploads(plans, task_docs)
     sha = hashlib.sha256(raw).hexdigest()
     ids = _state_ids(tasks, Path(task_file).stem)
+    for t in tasks:
+        if opts.node_ips and len(opts.node_ips) != t.num_nodes:
+            raise UsageError(f"--node-ips lists {len(opts.node_ips)} address(es), but "
+                             f"{task_file} runs on {t.num_nodes} node(s) (num_nodes)")
+    rclone = render.rclone_pin(opts.rclone_mirror, dict(opts.rclone_sha256))
     out = []
     for i, (p, sid) in enumerate(zip(plans, ids)):
         scripts = render.render_all(p, task_file=Path(task_file).name, task_sha256=sha,
                                     state_id=sid, node_user=opts.node_user,
+                                    node_ips=opts.node_ips, rclone=rclone,
                                     recompile=opts.recompile)
         subdir = f"{i}-{sid}" if len(plans) > 1 else ""
         out.append(CompiledTask(p, sid, tuple(scripts), subdir))

@@ -22,5 +22,8 @@ class Options:
     store: str | None = None  # --store: default store when neither task nor resources say
     endpoint_url: str = ""  # --endpoint-url, else AWS_ENDPOINT_URL
     managed_bucket: str | None = None  # --bucket: where local workdir/file_mounts travel
-    node_user: str = ""  # --node-user: who runs setup/run on the node ("" = the caller)
+    node_user: str = ""  # --user: who runs setup/run on the node ("" = the caller)
+    node_ips: tuple[str, ...] = ()  # --node-ips: SKYPILOT_NODE_IPS, node 0 first
+    rclone_mirror: str = ""  # --rclone-mirror: base URL laid out like downloads.rclone.org
+    rclone_sha256: tuple[tuple[str, str], ...] = ()  # --rclone-sha256 ARCH=HEX (mirror's own)
     recompile: str = ""  # the command line to put in the header

@@ -33,6 +33,21 @@ class RenderError(ValueError):
     pass
 
 
+def rclone_pin(mirror: str = "", sha256: dict[str, str] | None = None) -> dict:
+    """The rclone a node installs: the official archive, or the same layout on a mirror
+    (https not required there, the checksum still is). A mirror that repackages the
+    archive gives its own checksums per architecture."""
+    if not mirror:
+        return {**RCLONE, "https_only": True}
+    sums = {**RCLONE["sha256"], **(sha256 or {})}
+    given = sorted(sha256 or {})
+    sources = (f"--rclone-sha256 for {', '.join(given)}" if given else "") + (
+        "; " if given and len(given) < len(sums) else "") + (
+        f"{RCLONE['sources']} for the rest" if len(given) < len(sums) else "")
+    return {**RCLONE, "base_url": mirror, "sha256": sums, "sources": sources,
+            "https_only": False}
+
+
 def q(value: object) -> str:
     """Quote any value as one bash word. The only way task values enter a script."""
     text = str(value)
@@ -65,7 +80,8 @@ def _mount_ctx(m: NodeMount) -> dict:
 
 
 def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node_index: int,
-            node_user: str = "", recompile: str = "") -> dict:
+            node_user: str = "", node_ips: tuple[str, ...] = (), rclone: dict | None = None,
+            recompile: str = "") -> dict:
     """The template context of one node (its keys are the templates' whole vocabulary)."""
     t = plan.task
     remotes = list(plan.mounts) + ([plan.workdir] if isinstance(plan.workdir, NodeMount) else [])
@@ -81,7 +97,7 @@ def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node
         "sources": [{"label": u.label, "uri": u.target.uri, "manifest_sha256": u.manifest.sha256,
                      "files": u.manifest.files, "bytes": u.manifest.bytes} for u in plan.uploads],
         "node": {"index": node_index, "count": t.num_nodes},
-        "rclone": RCLONE, "node_user": node_user,
+        "rclone": rclone or rclone_pin(), "node_user": node_user, "node_ips": list(node_ips),
         "remotes": [{"name": m.remote, "settings": [list(kv) for kv in m.settings]} for m in remotes],
         "mounts": [_mount_ctx(m) for m in plan.mounts],
         "workdir": workdir,

@@ -7,9 +7,9 @@
 # Task name:  'git-workdir'
 # Node:       0 of 2 (SKYPILOT_NODE_RANK, SKYPILOT_NUM_NODES)
 # Local sources uploaded by the compiler: none
-# Regenerate with: 'skycompile task.yaml --node-user ubuntu -o out/'
+# Regenerate with: 'skycompile task.yaml --user ubuntu -o out/'
 #
-# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--force-setup]
+# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 #   up      (default) install tools, fetch the workdir, copy and mount storage,
 #           run setup (once per content) and run, then wait for uploads to finish
 #   drain   wait until every closed file on MOUNT_CACHED storage is in its bucket
@@ -33,6 +33,8 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly SLUG='git-workdir'
   readonly NODE_INDEX='0'
   readonly NODE_COUNT='2'
+  # SKYPILOT_NODE_IPS, node 0 first ("" means: from the node's environment).
+  readonly NODE_IPS=''
   # Setup and run act as this user; "" means the invoking user (root under cloud-init).
   readonly NODE_USER='ubuntu'
 
@@ -219,10 +221,16 @@ is_commit() {
   [[ $1 =~ ^[0-9a-fA-F]{7,40}$ ]]
 }
 
-# The token reaches git only through its environment: never the command line (ps shows it),
-# never .git/config, never the log.
+# Credentials are read on the node at run time. The token reaches git only through its
+# environment: never the command line (ps shows it), never .git/config, never the log.
+# GIT_SSH_KEY_PATH names a private key for ssh:// and git@ URLs.
 git_auth() {
   local header
+  if [[ -n ${GIT_SSH_KEY_PATH:-} ]]; then
+    [[ -r $GIT_SSH_KEY_PATH ]] || die "GIT_SSH_KEY_PATH=$GIT_SSH_KEY_PATH is not a readable file"
+    printf -v GIT_SSH_COMMAND 'ssh -i %q -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o BatchMode=yes' "$GIT_SSH_KEY_PATH"
+    export GIT_SSH_COMMAND
+  fi
   if [[ -z ${GIT_TOKEN:-} ]]; then
     GIT_TERMINAL_PROMPT=0 as_user git "$@"
     return
@@ -239,8 +247,29 @@ git_auth() {
 export_envs() {
   # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
   export_env HOME "$TARGET_HOME"
-  export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
-  export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
+}
+
+# SkyPilot's node facts: SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup ($1).
+export_node_facts() {
+  local prefix=$1
+  export_env "${prefix}NODE_RANK" "$NODE_INDEX"
+  export_env "${prefix}NUM_NODES" "$NODE_COUNT"
+  export_env "${prefix}NODE_IPS" "$(node_ips)"
+}
+
+# From the node's environment (a launcher that knows them), else the compile-time list, else,
+# on a single node, its own address.
+node_ips() {
+  local ips=${SKYPILOT_NODE_IPS:-$NODE_IPS} self
+  if [[ -z $ips && $NODE_COUNT == 1 ]]; then
+    self=$(hostname -I 2>/dev/null) || self=""
+    read -r ips _ <<<"$self"
+    ips=${ips:-127.0.0.1}
+  fi
+  if [[ -z $ips ]]; then
+    warn "SKYPILOT_NODE_IPS is empty: pass --node-ips at compile time or set it in the node's environment"
+  fi
+  printf '%s\n' "$ips"
 }
 
 export_env() {
@@ -257,20 +286,20 @@ valid_name() {
 TASK_RC=0
 
 # --- setup ---
-# Skipped when this exact setup already succeeded: its effects cannot be read back, so a
-# marker with the script's hash is the honest record. --force-setup runs it anyway.
+# Skipped when setup already succeeded with the same inputs: its effects cannot be read back,
+# so a marker with their hash is the honest record. --force-setup runs it anyway.
 do_setup() {
-  local force=$1 file="$STATE_DIR/setup.sh" sum
+  local mode=$1 file="$STATE_DIR/setup.sh" sum
   write_task_script "$file" "$SETUP_SCRIPT"
-  sum=$(sha256sum <"$file")
+  sum=$(setup_inputs | sha256sum)
   sum=${sum%% *}
-  if ((force == 0)) && [[ -f $SETUP_DONE && $(<"$SETUP_DONE") == "$sum" ]]; then
-    log "setup already succeeded with this content; skipping it (--force-setup runs it again)"
+  if [[ $mode != force-setup && -f $SETUP_DONE && $(<"$SETUP_DONE") == "$sum" ]]; then
+    log "setup already succeeded with these inputs; skipping it (--force-setup runs it again)"
     return 0
   fi
   rm -f -- "$SETUP_DONE"
   log "running setup as ${NODE_USER:-$(id -un)} in $(task_cwd)"
-  run_task_script "$file" || TASK_RC=$?
+  run_task_script "$file" SKYPILOT_SETUP_ || TASK_RC=$?
   if ((TASK_RC != 0)); then
     warn "setup failed with exit code $TASK_RC"
     return 0
@@ -279,12 +308,18 @@ do_setup() {
   log "setup done"
 }
 
+# What setup depends on: its text, the task's envs, the user it runs as and the node's place
+# in the cluster. (Secrets are left out: their values must not leave a trace on disk.)
+setup_inputs() {
+  printf '%s\0' "$SETUP_SCRIPT" "${NODE_USER:-$(id -un)}" "$NODE_INDEX" "$NODE_COUNT"
+}
+
 # --- run ---
 do_run() {
   local file="$STATE_DIR/run.sh"
   write_task_script "$file" "$RUN_SCRIPT"
   log "running run as ${NODE_USER:-$(id -un)} in $(task_cwd)"
-  run_task_script "$file" || TASK_RC=$?
+  run_task_script "$file" SKYPILOT_ || TASK_RC=$?
   if ((TASK_RC != 0)); then
     warn "run failed with exit code $TASK_RC"
   else
@@ -311,6 +346,7 @@ task_cwd() {
 run_task_script() {
   (
     export_envs &&
+      export_node_facts "$2" &&
       cd -- "$(task_cwd)" &&
       as_user bash -- "$1"
   ) 9>&-
@@ -319,12 +355,16 @@ run_task_script() {
 # --- up ---
 cmd_up() {
   local no_run=$1
-  local force_setup=$2
+  local setup_mode=$2
   take_lock
   log "up: skycompile $SKYCOMPILE_VERSION, task sha256 $TASK_SHA256, node $NODE_INDEX of $NODE_COUNT"
   resolve_paths
   sync_workdir
-  do_setup "$force_setup"
+  if [[ $setup_mode == no-setup ]]; then
+    log "--no-setup: not running setup"
+  else
+    do_setup "$setup_mode"
+  fi
   if ((TASK_RC != 0)); then
     warn "not running run, because setup failed"
   elif ((no_run)); then
@@ -375,11 +415,13 @@ workdir_status() {
 # --- main ---
 usage() {
   cat <<EOF
-usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--force-setup]
+usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 
   up             (default) tools, workdir, storage, setup, run, then drain
-    --no-run       stop after setup (uploads are still drained)
-    --force-setup  run setup even if it already succeeded with this content
+    --no-run       stop after setup, for a launcher that runs the job itself and
+                   calls drain afterwards
+    --no-setup     skip setup (as sky launch --no-setup)
+    --force-setup  run setup even if it already succeeded with these inputs
   drain          wait until every closed file on MOUNT_CACHED storage is uploaded
   down           drain, then unmount; refuses while uploads are pending
   status         show mounts, pending uploads, workdir and setup state
@@ -395,7 +437,7 @@ usage_error() {
 }
 
 main() {
-  local cmd="" no_run=0 force_setup=0 arg
+  local cmd="" no_run=0 setup_mode=auto arg
   for arg in "$@"; do
     case $arg in
       up | drain | down | status)
@@ -403,7 +445,10 @@ main() {
         cmd=$arg
         ;;
       --no-run) no_run=1 ;;
-      --force-setup) force_setup=1 ;;
+      --no-setup | --force-setup)
+        [[ $setup_mode == auto ]] || usage_error "--no-setup and --force-setup exclude each other"
+        setup_mode=${arg#--}
+        ;;
       -h | --help)
         usage
         exit 0
@@ -412,8 +457,8 @@ main() {
     esac
   done
   cmd=${cmd:-up}
-  if [[ $cmd != up ]] && ((no_run || force_setup)); then
-    usage_error "--no-run and --force-setup only apply to up"
+  if [[ $cmd != up ]] && { ((no_run)) || [[ $setup_mode != auto ]]; }; then
+    usage_error "--no-run, --no-setup and --force-setup only apply to up"
   fi
   # Checked before the first log line, whose file name contains it.
   if [[ ! $SLUG =~ ^[a-z0-9-]+$ ]]; then
@@ -427,7 +472,7 @@ main() {
   case $cmd in
     up)
       require_root "$@"
-      cmd_up "$no_run" "$force_setup"
+      cmd_up "$no_run" "$setup_mode"
       ;;
     drain)
       require_root "$@"

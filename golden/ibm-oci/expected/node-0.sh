@@ -9,7 +9,7 @@
 # Local sources uploaded by the compiler: none
 # Regenerate with: 'skycompile task.yaml -o out/'
 #
-# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--force-setup]
+# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 #   up      (default) install tools, fetch the workdir, copy and mount storage,
 #           run setup (once per content) and run, then wait for uploads to finish
 #   drain   wait until every closed file on MOUNT_CACHED storage is in its bucket
@@ -33,6 +33,8 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly SLUG='ibm-oci'
   readonly NODE_INDEX='0'
   readonly NODE_COUNT='1'
+  # SKYPILOT_NODE_IPS, node 0 first ("" means: from the node's environment).
+  readonly NODE_IPS=''
   # Setup and run act as this user; "" means the invoking user (root under cloud-init).
   readonly NODE_USER=''
 
@@ -41,6 +43,8 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly RCLONE_BASE_URL='https://downloads.rclone.org'
   readonly RCLONE_SHA256_AMD64='349ac8fba6ff65d6247043f1750cdcb518ec5d500ef91463a10d37c0ccdf3702'
   readonly RCLONE_SHA256_ARM64='7e1e8d69654941b7b7df84ee74c5f7fb09cce7d5496947fb7bf16b55ff427d10'
+  # 1: only https, redirects included (the official site); a mirror may be http or file://.
+  readonly RCLONE_HTTPS_ONLY='1'
   # One remote per mount; credentials come from the node (env_auth, instance roles).
   readonly -a RCLONE_CONF_LINES=(
     '[sc-m0]'
@@ -329,39 +333,39 @@ rclone_arch() {
   esac
 }
 
-# SKYCOMPILE_RCLONE_MIRROR serves the same archive to air-gapped nodes; if it repackages it,
-# SKYCOMPILE_RCLONE_SHA256 names the new checksum. Either way nothing unverified is installed.
+# The archive is checked against the pinned SHA-256 before it is unpacked: nothing unverified
+# is installed, whether it came from downloads.rclone.org or a mirror.
 download_rclone() {
-  local arch=$1 base url want zip
-  base=${SKYCOMPILE_RCLONE_MIRROR:-$RCLONE_BASE_URL}
-  url="${base%/}/$RCLONE_VERSION/rclone-$RCLONE_VERSION-linux-$arch.zip"
-  want=${SKYCOMPILE_RCLONE_SHA256:-}
-  if [[ -z $want && $arch == amd64 ]]; then want=$RCLONE_SHA256_AMD64; fi
-  if [[ -z $want && $arch == arm64 ]]; then want=$RCLONE_SHA256_ARM64; fi
+  local arch=$1 url want zip
+  url="$RCLONE_BASE_URL/$RCLONE_VERSION/rclone-$RCLONE_VERSION-linux-$arch.zip"
+  case $arch in
+    amd64) want=$RCLONE_SHA256_AMD64 ;;
+    arm64) want=$RCLONE_SHA256_ARM64 ;;
+  esac
   make_tmp
   zip="$SC_TMP/rclone.zip"
   log "downloading $url"
-  fetch "$url" "$zip" ||
-    die "could not download $url: check the node's network, DNS and proxy, or set SKYCOMPILE_RCLONE_MIRROR to a reachable copy"
+  retry fetch "$url" "$zip" ||
+    die "could not download $url: check the node's network, DNS and proxy settings, or compile with --rclone-mirror pointing at a reachable copy"
   verify_sha256 "$zip" "$want" "$url"
   unpack_rclone "$zip" "rclone-$RCLONE_VERSION-linux-$arch"
 }
 
-# https only, redirects included, unless an operator-chosen mirror is in use (it may be plain
-# http or file:// inside a private network; the checksum still guards it).
+# One attempt; retry() around it does the backoff.
 fetch() {
   local url=$1 out=$2
   local -a args
+  if ! command -v curl >/dev/null 2>&1 && ! command -v wget >/dev/null 2>&1; then
+    install_pkgs curl ca-certificates
+  fi
   if command -v curl >/dev/null 2>&1; then
-    args=(--fail --location --silent --show-error --retry 5 --connect-timeout 30 --globoff)
-    if [[ -z ${SKYCOMPILE_RCLONE_MIRROR:-} ]]; then args+=(--proto '=https' --proto-redir '=https'); fi
-    retry curl "${args[@]}" --output "$out" --url "$url"
-  elif command -v wget >/dev/null 2>&1; then
-    args=(--quiet --tries=5 --timeout=30)
-    if [[ -z ${SKYCOMPILE_RCLONE_MIRROR:-} ]]; then args+=(--https-only); fi
-    retry wget "${args[@]}" --output-document="$out" -- "$url"
+    args=(--fail --location --silent --show-error --connect-timeout 20 --globoff)
+    if ((RCLONE_HTTPS_ONLY)); then args+=(--proto '=https' --proto-redir '=https'); fi
+    curl "${args[@]}" --output "$out" --url "$url"
   else
-    die "need curl or wget to download rclone"
+    args=(--quiet --tries=1 --timeout=20)
+    if ((RCLONE_HTTPS_ONLY)); then args+=(--https-only); fi
+    wget "${args[@]}" --output-document="$out" -- "$url"
   fi
 }
 
@@ -437,11 +441,11 @@ copy_one() {
   log "copying $src to ${M_LABEL[i]}"
   if [[ $kind == dir ]]; then
     make_dir "$dest"
-    rclone copy "${args[@]}" -- "$src" "$dest" ||
+    retry rclone copy "${args[@]}" -- "$src" "$dest" ||
       die "copying $src to ${M_LABEL[i]} failed: check that the bucket exists and this node's credentials can read it"
   else
     make_dir "${dest%/*}/"
-    rclone copyto "${args[@]}" -- "$src" "$dest" ||
+    retry rclone copyto "${args[@]}" -- "$src" "$dest" ||
       die "copying $src to ${M_LABEL[i]} failed: check that the object exists and this node's credentials can read it"
   fi
   give_tree "$dest"
@@ -450,7 +454,7 @@ copy_one() {
 # The task did not say whether the source is one object or a directory: ask the bucket.
 remote_kind() {
   local stat is_dir='"IsDir":[[:space:]]*true'
-  stat=$(rclone lsjson --stat -- "$1") ||
+  stat=$(retry rclone lsjson --stat -- "$1") ||
     die "cannot stat $1: check that it exists and this node's credentials can read it"
   if [[ $stat =~ $is_dir ]]; then echo dir; else echo file; fi
 }
@@ -761,8 +765,29 @@ json_str() {
 export_envs() {
   # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
   export_env HOME "$TARGET_HOME"
-  export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
-  export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
+}
+
+# SkyPilot's node facts: SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup ($1).
+export_node_facts() {
+  local prefix=$1
+  export_env "${prefix}NODE_RANK" "$NODE_INDEX"
+  export_env "${prefix}NUM_NODES" "$NODE_COUNT"
+  export_env "${prefix}NODE_IPS" "$(node_ips)"
+}
+
+# From the node's environment (a launcher that knows them), else the compile-time list, else,
+# on a single node, its own address.
+node_ips() {
+  local ips=${SKYPILOT_NODE_IPS:-$NODE_IPS} self
+  if [[ -z $ips && $NODE_COUNT == 1 ]]; then
+    self=$(hostname -I 2>/dev/null) || self=""
+    read -r ips _ <<<"$self"
+    ips=${ips:-127.0.0.1}
+  fi
+  if [[ -z $ips ]]; then
+    warn "SKYPILOT_NODE_IPS is empty: pass --node-ips at compile time or set it in the node's environment"
+  fi
+  printf '%s\n' "$ips"
 }
 
 export_env() {
@@ -783,7 +808,7 @@ do_run() {
   local file="$STATE_DIR/run.sh"
   write_task_script "$file" "$RUN_SCRIPT"
   log "running run as ${NODE_USER:-$(id -un)} in $(task_cwd)"
-  run_task_script "$file" || TASK_RC=$?
+  run_task_script "$file" SKYPILOT_ || TASK_RC=$?
   if ((TASK_RC != 0)); then
     warn "run failed with exit code $TASK_RC"
   else
@@ -810,6 +835,7 @@ task_cwd() {
 run_task_script() {
   (
     export_envs &&
+      export_node_facts "$2" &&
       cd -- "$(task_cwd)" &&
       as_user bash -- "$1"
   ) 9>&-
@@ -928,11 +954,13 @@ pending_uploads() {
 # --- main ---
 usage() {
   cat <<EOF
-usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--force-setup]
+usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 
   up             (default) tools, workdir, storage, setup, run, then drain
-    --no-run       stop after setup (uploads are still drained)
-    --force-setup  run setup even if it already succeeded with this content
+    --no-run       stop after setup, for a launcher that runs the job itself and
+                   calls drain afterwards
+    --no-setup     skip setup (as sky launch --no-setup)
+    --force-setup  run setup even if it already succeeded with these inputs
   drain          wait until every closed file on MOUNT_CACHED storage is uploaded
   down           drain, then unmount; refuses while uploads are pending
   status         show mounts, pending uploads, workdir and setup state
@@ -948,7 +976,7 @@ usage_error() {
 }
 
 main() {
-  local cmd="" no_run=0 force_setup=0 arg
+  local cmd="" no_run=0 setup_mode=auto arg
   for arg in "$@"; do
     case $arg in
       up | drain | down | status)
@@ -956,7 +984,10 @@ main() {
         cmd=$arg
         ;;
       --no-run) no_run=1 ;;
-      --force-setup) force_setup=1 ;;
+      --no-setup | --force-setup)
+        [[ $setup_mode == auto ]] || usage_error "--no-setup and --force-setup exclude each other"
+        setup_mode=${arg#--}
+        ;;
       -h | --help)
         usage
         exit 0
@@ -965,8 +996,8 @@ main() {
     esac
   done
   cmd=${cmd:-up}
-  if [[ $cmd != up ]] && ((no_run || force_setup)); then
-    usage_error "--no-run and --force-setup only apply to up"
+  if [[ $cmd != up ]] && { ((no_run)) || [[ $setup_mode != auto ]]; }; then
+    usage_error "--no-run, --no-setup and --force-setup only apply to up"
   fi
   # Checked before the first log line, whose file name contains it.
   if [[ ! $SLUG =~ ^[a-z0-9-]+$ ]]; then
@@ -981,7 +1012,7 @@ main() {
   case $cmd in
     up)
       require_root "$@"
-      cmd_up "$no_run" "$force_setup"
+      cmd_up "$no_run" "$setup_mode"
       ;;
     drain)
       require_root "$@"

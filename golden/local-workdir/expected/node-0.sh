@@ -11,7 +11,7 @@
 #     manifest sha256 '72eac72373139c889bfd0622e120478a94fef73e18610114bf55c7735715d7fc', 3 files, 24 bytes
 # Regenerate with: 'skycompile task.yaml -o out/'
 #
-# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--force-setup]
+# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 #   up      (default) install tools, fetch the workdir, copy and mount storage,
 #           run setup (once per content) and run, then wait for uploads to finish
 #   drain   wait until every closed file on MOUNT_CACHED storage is in its bucket
@@ -35,6 +35,8 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly SLUG='local-workdir'
   readonly NODE_INDEX='0'
   readonly NODE_COUNT='1'
+  # SKYPILOT_NODE_IPS, node 0 first ("" means: from the node's environment).
+  readonly NODE_IPS=''
   # Setup and run act as this user; "" means the invoking user (root under cloud-init).
   readonly NODE_USER=''
 
@@ -43,6 +45,8 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly RCLONE_BASE_URL='https://downloads.rclone.org'
   readonly RCLONE_SHA256_AMD64='349ac8fba6ff65d6247043f1750cdcb518ec5d500ef91463a10d37c0ccdf3702'
   readonly RCLONE_SHA256_ARM64='7e1e8d69654941b7b7df84ee74c5f7fb09cce7d5496947fb7bf16b55ff427d10'
+  # 1: only https, redirects included (the official site); a mirror may be http or file://.
+  readonly RCLONE_HTTPS_ONLY='1'
   # One remote per mount; credentials come from the node (env_auth, instance roles).
   readonly -a RCLONE_CONF_LINES=(
     '[sc-m0]'
@@ -253,39 +257,39 @@ rclone_arch() {
   esac
 }
 
-# SKYCOMPILE_RCLONE_MIRROR serves the same archive to air-gapped nodes; if it repackages it,
-# SKYCOMPILE_RCLONE_SHA256 names the new checksum. Either way nothing unverified is installed.
+# The archive is checked against the pinned SHA-256 before it is unpacked: nothing unverified
+# is installed, whether it came from downloads.rclone.org or a mirror.
 download_rclone() {
-  local arch=$1 base url want zip
-  base=${SKYCOMPILE_RCLONE_MIRROR:-$RCLONE_BASE_URL}
-  url="${base%/}/$RCLONE_VERSION/rclone-$RCLONE_VERSION-linux-$arch.zip"
-  want=${SKYCOMPILE_RCLONE_SHA256:-}
-  if [[ -z $want && $arch == amd64 ]]; then want=$RCLONE_SHA256_AMD64; fi
-  if [[ -z $want && $arch == arm64 ]]; then want=$RCLONE_SHA256_ARM64; fi
+  local arch=$1 url want zip
+  url="$RCLONE_BASE_URL/$RCLONE_VERSION/rclone-$RCLONE_VERSION-linux-$arch.zip"
+  case $arch in
+    amd64) want=$RCLONE_SHA256_AMD64 ;;
+    arm64) want=$RCLONE_SHA256_ARM64 ;;
+  esac
   make_tmp
   zip="$SC_TMP/rclone.zip"
   log "downloading $url"
-  fetch "$url" "$zip" ||
-    die "could not download $url: check the node's network, DNS and proxy, or set SKYCOMPILE_RCLONE_MIRROR to a reachable copy"
+  retry fetch "$url" "$zip" ||
+    die "could not download $url: check the node's network, DNS and proxy settings, or compile with --rclone-mirror pointing at a reachable copy"
   verify_sha256 "$zip" "$want" "$url"
   unpack_rclone "$zip" "rclone-$RCLONE_VERSION-linux-$arch"
 }
 
-# https only, redirects included, unless an operator-chosen mirror is in use (it may be plain
-# http or file:// inside a private network; the checksum still guards it).
+# One attempt; retry() around it does the backoff.
 fetch() {
   local url=$1 out=$2
   local -a args
+  if ! command -v curl >/dev/null 2>&1 && ! command -v wget >/dev/null 2>&1; then
+    install_pkgs curl ca-certificates
+  fi
   if command -v curl >/dev/null 2>&1; then
-    args=(--fail --location --silent --show-error --retry 5 --connect-timeout 30 --globoff)
-    if [[ -z ${SKYCOMPILE_RCLONE_MIRROR:-} ]]; then args+=(--proto '=https' --proto-redir '=https'); fi
-    retry curl "${args[@]}" --output "$out" --url "$url"
-  elif command -v wget >/dev/null 2>&1; then
-    args=(--quiet --tries=5 --timeout=30)
-    if [[ -z ${SKYCOMPILE_RCLONE_MIRROR:-} ]]; then args+=(--https-only); fi
-    retry wget "${args[@]}" --output-document="$out" -- "$url"
+    args=(--fail --location --silent --show-error --connect-timeout 20 --globoff)
+    if ((RCLONE_HTTPS_ONLY)); then args+=(--proto '=https' --proto-redir '=https'); fi
+    curl "${args[@]}" --output "$out" --url "$url"
   else
-    die "need curl or wget to download rclone"
+    args=(--quiet --tries=1 --timeout=20)
+    if ((RCLONE_HTTPS_ONLY)); then args+=(--https-only); fi
+    wget "${args[@]}" --output-document="$out" -- "$url"
   fi
 }
 
@@ -347,7 +351,7 @@ sync_workdir() {
   fi
   make_dir "$WORKDIR"
   log "copying the workdir from $src to $WORKDIR"
-  rclone copy --transfers 16 --checkers 16 --stats 30s --stats-one-line --stats-log-level NOTICE \
+  retry rclone copy --transfers 16 --checkers 16 --stats 30s --stats-one-line --stats-log-level NOTICE \
     -- "$src" "$WORKDIR" ||
     die "copying the workdir from $src failed: check that the bucket exists and this node's credentials can read it"
   give_tree "$WORKDIR"
@@ -363,8 +367,29 @@ export_envs() {
   for i in "${!ENV_NAMES[@]}"; do
     export_env "${ENV_NAMES[i]}" "${ENV_VALUES[i]}"
   done
-  export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
-  export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
+}
+
+# SkyPilot's node facts: SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup ($1).
+export_node_facts() {
+  local prefix=$1
+  export_env "${prefix}NODE_RANK" "$NODE_INDEX"
+  export_env "${prefix}NUM_NODES" "$NODE_COUNT"
+  export_env "${prefix}NODE_IPS" "$(node_ips)"
+}
+
+# From the node's environment (a launcher that knows them), else the compile-time list, else,
+# on a single node, its own address.
+node_ips() {
+  local ips=${SKYPILOT_NODE_IPS:-$NODE_IPS} self
+  if [[ -z $ips && $NODE_COUNT == 1 ]]; then
+    self=$(hostname -I 2>/dev/null) || self=""
+    read -r ips _ <<<"$self"
+    ips=${ips:-127.0.0.1}
+  fi
+  if [[ -z $ips ]]; then
+    warn "SKYPILOT_NODE_IPS is empty: pass --node-ips at compile time or set it in the node's environment"
+  fi
+  printf '%s\n' "$ips"
 }
 
 export_env() {
@@ -381,20 +406,20 @@ valid_name() {
 TASK_RC=0
 
 # --- setup ---
-# Skipped when this exact setup already succeeded: its effects cannot be read back, so a
-# marker with the script's hash is the honest record. --force-setup runs it anyway.
+# Skipped when setup already succeeded with the same inputs: its effects cannot be read back,
+# so a marker with their hash is the honest record. --force-setup runs it anyway.
 do_setup() {
-  local force=$1 file="$STATE_DIR/setup.sh" sum
+  local mode=$1 file="$STATE_DIR/setup.sh" sum
   write_task_script "$file" "$SETUP_SCRIPT"
-  sum=$(sha256sum <"$file")
+  sum=$(setup_inputs | sha256sum)
   sum=${sum%% *}
-  if ((force == 0)) && [[ -f $SETUP_DONE && $(<"$SETUP_DONE") == "$sum" ]]; then
-    log "setup already succeeded with this content; skipping it (--force-setup runs it again)"
+  if [[ $mode != force-setup && -f $SETUP_DONE && $(<"$SETUP_DONE") == "$sum" ]]; then
+    log "setup already succeeded with these inputs; skipping it (--force-setup runs it again)"
     return 0
   fi
   rm -f -- "$SETUP_DONE"
   log "running setup as ${NODE_USER:-$(id -un)} in $(task_cwd)"
-  run_task_script "$file" || TASK_RC=$?
+  run_task_script "$file" SKYPILOT_SETUP_ || TASK_RC=$?
   if ((TASK_RC != 0)); then
     warn "setup failed with exit code $TASK_RC"
     return 0
@@ -403,12 +428,19 @@ do_setup() {
   log "setup done"
 }
 
+# What setup depends on: its text, the task's envs, the user it runs as and the node's place
+# in the cluster. (Secrets are left out: their values must not leave a trace on disk.)
+setup_inputs() {
+  printf '%s\0' "$SETUP_SCRIPT" "${NODE_USER:-$(id -un)}" "$NODE_INDEX" "$NODE_COUNT"
+  printf '%s\0' "${ENV_NAMES[@]}" "${ENV_VALUES[@]}"
+}
+
 # --- run ---
 do_run() {
   local file="$STATE_DIR/run.sh"
   write_task_script "$file" "$RUN_SCRIPT"
   log "running run as ${NODE_USER:-$(id -un)} in $(task_cwd)"
-  run_task_script "$file" || TASK_RC=$?
+  run_task_script "$file" SKYPILOT_ || TASK_RC=$?
   if ((TASK_RC != 0)); then
     warn "run failed with exit code $TASK_RC"
   else
@@ -435,6 +467,7 @@ task_cwd() {
 run_task_script() {
   (
     export_envs &&
+      export_node_facts "$2" &&
       cd -- "$(task_cwd)" &&
       as_user bash -- "$1"
   ) 9>&-
@@ -443,14 +476,18 @@ run_task_script() {
 # --- up ---
 cmd_up() {
   local no_run=$1
-  local force_setup=$2
+  local setup_mode=$2
   take_lock
   log "up: skycompile $SKYCOMPILE_VERSION, task sha256 $TASK_SHA256, node $NODE_INDEX of $NODE_COUNT"
   resolve_paths
   install_rclone
   write_rclone_config
   sync_workdir
-  do_setup "$force_setup"
+  if [[ $setup_mode == no-setup ]]; then
+    log "--no-setup: not running setup"
+  else
+    do_setup "$setup_mode"
+  fi
   if ((TASK_RC != 0)); then
     warn "not running run, because setup failed"
   elif ((no_run)); then
@@ -495,11 +532,13 @@ workdir_status() {
 # --- main ---
 usage() {
   cat <<EOF
-usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--force-setup]
+usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 
   up             (default) tools, workdir, storage, setup, run, then drain
-    --no-run       stop after setup (uploads are still drained)
-    --force-setup  run setup even if it already succeeded with this content
+    --no-run       stop after setup, for a launcher that runs the job itself and
+                   calls drain afterwards
+    --no-setup     skip setup (as sky launch --no-setup)
+    --force-setup  run setup even if it already succeeded with these inputs
   drain          wait until every closed file on MOUNT_CACHED storage is uploaded
   down           drain, then unmount; refuses while uploads are pending
   status         show mounts, pending uploads, workdir and setup state
@@ -515,7 +554,7 @@ usage_error() {
 }
 
 main() {
-  local cmd="" no_run=0 force_setup=0 arg
+  local cmd="" no_run=0 setup_mode=auto arg
   for arg in "$@"; do
     case $arg in
       up | drain | down | status)
@@ -523,7 +562,10 @@ main() {
         cmd=$arg
         ;;
       --no-run) no_run=1 ;;
-      --force-setup) force_setup=1 ;;
+      --no-setup | --force-setup)
+        [[ $setup_mode == auto ]] || usage_error "--no-setup and --force-setup exclude each other"
+        setup_mode=${arg#--}
+        ;;
       -h | --help)
         usage
         exit 0
@@ -532,8 +574,8 @@ main() {
     esac
   done
   cmd=${cmd:-up}
-  if [[ $cmd != up ]] && ((no_run || force_setup)); then
-    usage_error "--no-run and --force-setup only apply to up"
+  if [[ $cmd != up ]] && { ((no_run)) || [[ $setup_mode != auto ]]; }; then
+    usage_error "--no-run, --no-setup and --force-setup only apply to up"
   fi
   # Checked before the first log line, whose file name contains it.
   if [[ ! $SLUG =~ ^[a-z0-9-]+$ ]]; then
@@ -548,7 +590,7 @@ main() {
   case $cmd in
     up)
       require_root "$@"
-      cmd_up "$no_run" "$force_setup"
+      cmd_up "$no_run" "$setup_mode"
       ;;
     drain)
       require_root "$@"

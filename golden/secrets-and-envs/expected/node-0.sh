@@ -9,7 +9,7 @@
 # Local sources uploaded by the compiler: none
 # Regenerate with: 'skycompile task.yaml -o out/'
 #
-# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--force-setup]
+# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 #   up      (default) install tools, fetch the workdir, copy and mount storage,
 #           run setup (once per content) and run, then wait for uploads to finish
 #   drain   wait until every closed file on MOUNT_CACHED storage is in its bucket
@@ -33,6 +33,8 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly SLUG='secrets-and-envs'
   readonly NODE_INDEX='0'
   readonly NODE_COUNT='1'
+  # SKYPILOT_NODE_IPS, node 0 first ("" means: from the node's environment).
+  readonly NODE_IPS=''
   # Setup and run act as this user; "" means the invoking user (root under cloud-init).
   readonly NODE_USER=''
 
@@ -153,8 +155,29 @@ export_envs() {
     valid_name "$name"
     export_env "$name" "${!name-}"
   done
-  export_env SKYPILOT_NODE_RANK "$NODE_INDEX"
-  export_env SKYPILOT_NUM_NODES "$NODE_COUNT"
+}
+
+# SkyPilot's node facts: SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup ($1).
+export_node_facts() {
+  local prefix=$1
+  export_env "${prefix}NODE_RANK" "$NODE_INDEX"
+  export_env "${prefix}NUM_NODES" "$NODE_COUNT"
+  export_env "${prefix}NODE_IPS" "$(node_ips)"
+}
+
+# From the node's environment (a launcher that knows them), else the compile-time list, else,
+# on a single node, its own address.
+node_ips() {
+  local ips=${SKYPILOT_NODE_IPS:-$NODE_IPS} self
+  if [[ -z $ips && $NODE_COUNT == 1 ]]; then
+    self=$(hostname -I 2>/dev/null) || self=""
+    read -r ips _ <<<"$self"
+    ips=${ips:-127.0.0.1}
+  fi
+  if [[ -z $ips ]]; then
+    warn "SKYPILOT_NODE_IPS is empty: pass --node-ips at compile time or set it in the node's environment"
+  fi
+  printf '%s\n' "$ips"
 }
 
 export_env() {
@@ -175,7 +198,7 @@ do_run() {
   local file="$STATE_DIR/run.sh"
   write_task_script "$file" "$RUN_SCRIPT"
   log "running run as ${NODE_USER:-$(id -un)} in $(task_cwd)"
-  run_task_script "$file" || TASK_RC=$?
+  run_task_script "$file" SKYPILOT_ || TASK_RC=$?
   if ((TASK_RC != 0)); then
     warn "run failed with exit code $TASK_RC"
   else
@@ -202,6 +225,7 @@ task_cwd() {
 run_task_script() {
   (
     export_envs &&
+      export_node_facts "$2" &&
       cd -- "$(task_cwd)" &&
       as_user bash -- "$1"
   ) 9>&-
@@ -248,11 +272,13 @@ cmd_status() {
 # --- main ---
 usage() {
   cat <<EOF
-usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--force-setup]
+usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
 
   up             (default) tools, workdir, storage, setup, run, then drain
-    --no-run       stop after setup (uploads are still drained)
-    --force-setup  run setup even if it already succeeded with this content
+    --no-run       stop after setup, for a launcher that runs the job itself and
+                   calls drain afterwards
+    --no-setup     skip setup (as sky launch --no-setup)
+    --force-setup  run setup even if it already succeeded with these inputs
   drain          wait until every closed file on MOUNT_CACHED storage is uploaded
   down           drain, then unmount; refuses while uploads are pending
   status         show mounts, pending uploads, workdir and setup state
@@ -268,7 +294,7 @@ usage_error() {
 }
 
 main() {
-  local cmd="" no_run=0 force_setup=0 arg
+  local cmd="" no_run=0 setup_mode=auto arg
   for arg in "$@"; do
     case $arg in
       up | drain | down | status)
@@ -276,7 +302,10 @@ main() {
         cmd=$arg
         ;;
       --no-run) no_run=1 ;;
-      --force-setup) force_setup=1 ;;
+      --no-setup | --force-setup)
+        [[ $setup_mode == auto ]] || usage_error "--no-setup and --force-setup exclude each other"
+        setup_mode=${arg#--}
+        ;;
       -h | --help)
         usage
         exit 0
@@ -285,8 +314,8 @@ main() {
     esac
   done
   cmd=${cmd:-up}
-  if [[ $cmd != up ]] && ((no_run || force_setup)); then
-    usage_error "--no-run and --force-setup only apply to up"
+  if [[ $cmd != up ]] && { ((no_run)) || [[ $setup_mode != auto ]]; }; then
+    usage_error "--no-run, --no-setup and --force-setup only apply to up"
   fi
   # Checked before the first log line, whose file name contains it.
   if [[ ! $SLUG =~ ^[a-z0-9-]+$ ]]; then
@@ -300,7 +329,7 @@ main() {
   case $cmd in
     up)
       require_root "$@"
-      cmd_up "$no_run" "$force_setup"
+      cmd_up "$no_run" "$setup_mode"
       ;;
     drain)
       require_root "$@"

