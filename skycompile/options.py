@@ -21,6 +21,7 @@ class Options:
     num_nodes: int | None = None  # --num-nodes
     store: str | None = None  # --store: default store when neither task nor resources say
     endpoint_url: str = ""  # --endpoint-url, else AWS_ENDPOINT_URL
+    storage_emulator_host: str = ""  # STORAGE_EMULATOR_HOST: gcs storages use that emulator
     managed_bucket: str | None = None  # --bucket: where local workdir/file_mounts travel
     node_user: str = ""  # --user: who runs setup/run on the node ("" = the caller)
     node_ips: tuple[str, ...] = ()  # --node-ips: SKYPILOT_NODE_IPS, node 0 first

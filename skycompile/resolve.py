@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import stores
+from .stores import gcs
 from .errors import Problem
 from .ir import LocalSource, Mode, MountConfig, NodePath
 from .load import Document
@@ -209,6 +210,19 @@ def endpoint_for(ctx: Ctx, store: stores.Store, config: dict, path: tuple) -> st
         return config["endpoint_url"].rstrip("/")
     if store.s3_family and ctx.opts.endpoint_url:
         return ctx.opts.endpoint_url.rstrip("/")
+    if store.name == "gcs" and ctx.opts.storage_emulator_host:
+        # The only source of a gcs endpoint (config.endpoint_url is refused above), so
+        # gcs.rclone_remote may take every gcs endpoint for an emulator's (anonymous).
+        try:
+            endpoint = gcs.emulator_endpoint(ctx.opts.storage_emulator_host)
+        except ValueError as e:
+            ctx.flag_error("STORAGE_EMULATOR_HOST", str(e), "Set it to http://HOST:PORT of a "
+                           "GCS emulator, or unset it to use Google Cloud Storage.")
+            return ""
+        note = f"gcs storages use the emulator at {endpoint} (STORAGE_EMULATOR_HOST), anonymously"
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return endpoint
     if store.name == "r2":
         ctx.error(path, "an r2 storage needs the account endpoint",
                   "Set config.endpoint_url: https://ACCOUNT_ID.r2.cloudflarestorage.com "

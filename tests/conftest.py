@@ -45,6 +45,7 @@ def cli(monkeypatch, capsys):
 
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     return run
 
 

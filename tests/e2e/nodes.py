@@ -135,14 +135,15 @@ class S3Server:
 
 # --- nodes -----------------------------------------------------------------------------
 
-# The namespace's init: a tmpfs holds the overlay's upper layer, /dev, /proc and /sys are the
-# host's, /run and /tmp are fresh. It prints its root and then waits to be killed.
+# The namespace's init: a tmpfs holds the overlay's upper layer over the lower root ($1: the
+# host's / or, e.g., a debootstrapped tree), /dev, /proc and /sys are the host's, /run and /tmp
+# are fresh. It prints its root and then waits to be killed.
 _NODE_INIT = r"""
 set -e
 T=$(mktemp -d /tmp/sc-node.XXXXXX)
 mount -t tmpfs tmpfs "$T"
 mkdir -p "$T"/upper "$T"/work "$T"/root
-mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
+mount -t overlay overlay -o "lowerdir=$1,upperdir=$T/upper,workdir=$T/work" "$T/root"
 mount --rbind /dev "$T/root/dev"
 mount -t proc proc "$T/root/proc"
 mount --rbind /sys "$T/root/sys"
@@ -162,14 +163,15 @@ class Node:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     rclone: bool = True  # rclone already installed (else the script must install it)
+    root: str = "/"  # the overlay's read-only lower layer: the host's / or another root tree
     proc: subprocess.Popen | None = None
     pid: int = 0
 
     def start(self) -> "Node":
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
-             "bash", "-c", _NODE_INIT], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            start_new_session=True, text=True)
+             "bash", "-c", _NODE_INIT, "sc-node", self.root], stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
         line = self.proc.stdout.readline().strip()
         if not line:
             raise RuntimeError(f"node {self.name} did not start: {self.proc.wait()}")
@@ -205,10 +207,7 @@ class Node:
 
     def run(self, *argv: str, env: dict | None = None, timeout: float = 300,
             check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
-        full_env = {"PATH": NODE_PATH, "HOME": "/root", "LANG": "C.UTF-8", **self.env,
-                    **(env or {})}
-        cmd = ["nsenter", f"--target={self.pid}", "--mount", "--pid", "--root", "--wd",
-               "env", "-i", *[f"{k}={v}" for k, v in full_env.items()], *argv]
+        cmd = self.command(argv, env)
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
         log = self.workdir / f"{self.name}.log"
@@ -218,6 +217,18 @@ class Node:
             raise AssertionError(f"node {self.name}: {' '.join(argv)} exited {res.returncode}\n"
                                  f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}")
         return res
+
+    def command(self, argv, env: dict | None = None) -> list[str]:
+        """argv run as root inside the node, with a clean environment (as cloud-init has)."""
+        full_env = {"PATH": NODE_PATH, "HOME": "/root", "LANG": "C.UTF-8", **self.env,
+                    **(env or {})}
+        return ["nsenter", f"--target={self.pid}", "--mount", "--pid", "--root", "--wd",
+                "env", "-i", *[f"{k}={v}" for k, v in full_env.items()], *argv]
+
+    def popen(self, *argv: str, env: dict | None = None) -> subprocess.Popen:
+        """Start argv in the node without waiting (two nodes at once)."""
+        return subprocess.Popen(self.command(argv, env), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
     def sh(self, script: str, **kw) -> subprocess.CompletedProcess:
         return self.run("bash", "-c", script, **kw)
@@ -291,3 +302,63 @@ class Mirror:
             self.proc.terminate()
             self.proc.wait()
             self.proc = None
+
+
+# --- the GCS emulator ------------------------------------------------------------------
+
+class GCSServer:
+    """PyPI `gcp-storage-emulator` on loopback, its data in a directory. Google's Python
+    client works against it in full; rclone's gcs backend (anonymous, `endpoint` =
+    ENDPOINT/storage/v1/) only for objects under 16 MiB: larger uploads are resumable in
+    16 MiB chunks and fail with "unexpected 308 response status code"."""
+
+    def __init__(self, root: Path, log: Path):
+        self.root = root
+        self.log = log
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"  # the STORAGE_EMULATOR_HOST value
+        self.proc: subprocess.Popen | None = None
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        assert self.proc is None
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gcp_storage_emulator", "--data-dir", str(self.root),
+                 "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, "gcp-storage-emulator")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def client(self):
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        return storage.Client(project="skycompile-test", credentials=AnonymousCredentials(),
+                              client_options={"api_endpoint": self.endpoint})
+
+    def create_bucket(self, name: str) -> None:
+        self.client().create_bucket(name)
+
+    def put(self, bucket: str, key: str, data: bytes | str) -> None:
+        self.client().bucket(bucket).blob(key).upload_from_string(
+            data.encode() if isinstance(data, str) else data)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.client().bucket(bucket).blob(key).download_as_bytes()
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(b.name for b in self.client().list_blobs(bucket, prefix=prefix or None))
+
+    def objects(self, bucket: str, prefix: str = "") -> dict[str, str]:
+        """key -> sha256 of every object under prefix, read through the JSON API."""
+        return {key: hashlib.sha256(self.read(bucket, key)).hexdigest()
+                for key in self.keys(bucket, prefix)}

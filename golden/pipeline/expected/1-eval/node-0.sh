@@ -422,7 +422,10 @@ start_mount() {
   args+=(--vfs-cache-mode off)
   mkdir -p -- "$LOG_DIR"
   log "mounting $src on ${M_LABEL[i]} (${M_MODE[i]})"
-  rclone "${args[@]}" 9>&- || die_with_log "$log_file" "rclone could not mount $src on ${M_LABEL[i]}"
+  # The daemon must not keep the caller's stdout and stderr open (cloud-init's or a launcher's
+  # pipe would never see end-of-file), nor the node lock (fd 9).
+  rclone "${args[@]}" </dev/null >>"$log_file" 2>&1 9>&- ||
+    die_with_log "$log_file" "rclone could not mount $src on ${M_LABEL[i]}"
 }
 
 wait_mounted() {

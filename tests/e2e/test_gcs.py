@@ -1,0 +1,217 @@
+"""GCS end to end: gs:// storages compiled with STORAGE_EMULATOR_HOST reach a real
+gcp-storage-emulator from a real node (COPY and FUSE MOUNT), anonymously, and only then.
+
+Objects stay under 16 MiB: rclone's gcs backend cannot upload larger ones to this emulator
+(DESIGN.md, testing stack)."""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import pytest
+
+from . import nodes
+
+
+@pytest.fixture
+def gcs(tmp_path):
+    server = nodes.GCSServer(tmp_path / "gcs-data", tmp_path / "gcs.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gcs_node(tmp_path):
+    """A node without any Google credentials and without STORAGE_EMULATOR_HOST: whatever
+    reaches the emulator was baked into the script at compile time."""
+    node = nodes.Node("gcs-node", tmp_path).start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def compile_gcs(tmp_path, monkeypatch, capsys):
+    """compile_gcs(yaml_text, *flags, emulator=URL or None) -> (scripts, --dry-run plan),
+    compiled by the real CLI with STORAGE_EMULATOR_HOST set to `emulator` (unset: None).
+    With `code=N`, the compile must exit N; then it returns ([], stderr)."""
+    from skycompile.cli import main
+
+    monkeypatch.setenv("SKYCOMPILE_USER", "tester")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    counter = iter(range(1000))
+
+    def run(text: str, *flags: str, emulator: str | None, code: int = 0):
+        if emulator is None:
+            monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+        else:
+            monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
+        n = next(counter)
+        task = tmp_path / f"task{n}.yaml"
+        task.write_text(text)
+        out = tmp_path / f"out{n}"
+        args = [str(task), "-o", f"{out}/", "--dry-run", *flags]
+        capsys.readouterr()
+        try:
+            main(args)
+            exit_code = 0
+        except SystemExit as e:
+            exit_code = e.code or 0
+        captured = capsys.readouterr()
+        assert exit_code == code, f"skycompile {' '.join(args)} exited {exit_code}:\n{captured.err}"
+        if code:
+            assert not out.exists()
+            return [], captured.err
+        return [p.read_text() for p in sorted(out.glob("node-*.sh"))], captured.out
+
+    return run
+
+
+def remotes(script: str) -> list[dict[str, str]]:
+    """The rclone remotes a script writes, from its RCLONE_CONF_LINES array."""
+    body = re.search(r"RCLONE_CONF_LINES=\(\n(.*?)\n\s*\)\n", script, re.S).group(1)
+    out: list[dict[str, str]] = []
+    for line in re.findall(r"'([^']*)'", body):
+        if line.startswith("["):
+            out.append({})
+        elif line:
+            key, _, value = line.partition(" = ")
+            out[-1][key] = value
+    return out
+
+
+def downloads(gcs: nodes.GCSServer) -> int:
+    """Object downloads the emulator has served so far (its access log)."""
+    return len(re.findall(r'"GET /download/\S+ HTTP', gcs.log.read_text()))
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+BLOB = bytes(range(256)) * 4096  # 1 MiB, binary
+
+
+def test_copy_prefix_and_single_object(gcs, gcs_node, compile_gcs):
+    gcs.create_bucket("sc-gcs-data")
+    gcs.put("sc-gcs-data", "train/a.txt", "alpha\n")
+    gcs.put("sc-gcs-data", "train/sub/b.bin", BLOB)
+    gcs.put("sc-gcs-data", "config.json", '{"k": 1}\n')
+    gcs.put("sc-gcs-data", "other.txt", "not asked for\n")
+    [script], plan = compile_gcs("""
+name: gcs-copy
+file_mounts:
+  /data/train: gs://sc-gcs-data/train
+  /etc/app/config.json: gs://sc-gcs-data/config.json
+setup: |
+  test -f /data/train/sub/b.bin
+  cat /etc/app/config.json
+run: echo ran
+""", emulator=gcs.endpoint)
+    assert f"endpoint {gcs.endpoint}" in plan
+    assert "STORAGE_EMULATOR_HOST" in plan
+    assert remotes(script) == [{
+        "type": "google cloud storage", "anonymous": "true", "bucket_policy_only": "true",
+        "endpoint": f"{gcs.endpoint}/storage/v1/"}] * 2
+
+    res = gcs_node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert gcs_node.path("/data/train/a.txt").read_text() == "alpha\n"
+    assert gcs_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
+    assert not gcs_node.path("/data/train/config.json").exists()
+    assert not gcs_node.path("/data/other.txt").exists()
+    assert gcs_node.path("/etc/app/config.json").read_text() == '{"k": 1}\n'
+    assert '{"k": 1}' in res.stdout and "ran" in res.stdout
+    conf = gcs_node.path("/etc/skycompile/gcs-copy/rclone.conf").read_text()
+    assert "anonymous = true" in conf and "env_auth" not in conf
+    fetched = downloads(gcs)
+    assert fetched == 3  # a.txt, b.bin, config.json
+
+    again = gcs_node.script(script, "up")
+    assert again.returncode == 0, again.stderr
+    assert downloads(gcs) == fetched  # the re-run transferred nothing
+    assert gcs_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
+
+
+def test_mount_reads_and_writes_through_to_the_bucket(gcs, gcs_node, compile_gcs):
+    gcs.create_bucket("sc-gcs-shared")
+    gcs.put("sc-gcs-shared", "input/words.txt", "one\ntwo\nthree\n")
+    gcs.put("sc-gcs-shared", "input/blob.bin", BLOB)
+    [script], _ = compile_gcs("""
+name: gcs-mount
+file_mounts:
+  /shared:
+    name: sc-gcs-shared
+    store: gcs
+    mode: MOUNT
+run: |
+  set -e
+  test "$(wc -l < /shared/input/words.txt)" = 3
+  mkdir -p /shared/out
+  tr a-z A-Z < /shared/input/words.txt > /shared/out/upper.txt
+  cat /shared/input/blob.bin /shared/input/blob.bin > /shared/out/double.bin
+  echo "rank $SKYPILOT_NODE_RANK" > /shared/out/rank.txt
+""", emulator=gcs.endpoint)
+    res = gcs_node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    # close() returned, so the objects are in the bucket, seen through the JSON API.
+    assert gcs.read("sc-gcs-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
+    assert sha(gcs.read("sc-gcs-shared", "out/double.bin")) == sha(BLOB * 2)
+    assert gcs.read("sc-gcs-shared", "out/rank.txt") == b"rank 0\n"
+    assert gcs.keys("sc-gcs-shared") == ["input/blob.bin", "input/words.txt", "out/double.bin",
+                                         "out/rank.txt", "out/upper.txt"]
+    mounted = gcs_node.sh("grep ' /shared ' /proc/self/mountinfo")
+    assert "fuse.rclone sc-m0:sc-gcs-shared" in mounted.stdout
+
+    # Written on the other side: the mount lists it (dir cache 2s by default).
+    gcs.put("sc-gcs-shared", "input/late.txt", "late\n")
+    seen = gcs_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
+                       "exec cat /shared/input/late.txt; sleep 0.2; done; exit 1")
+    assert seen.returncode == 0 and seen.stdout == "late\n"
+
+    again = gcs_node.script(script, "up")
+    assert again.returncode == 0, again.stderr
+    assert "already mounted" in again.stderr + again.stdout
+    assert gcs.read("sc-gcs-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
+
+    down = gcs_node.script(script, "down")
+    assert down.returncode == 0, down.stderr
+    assert gcs_node.sh("mountpoint -q /shared").returncode != 0
+
+
+def test_emulator_only_when_storage_emulator_host_is_set(gcs, compile_gcs):
+    task = """
+name: gcs-ep
+file_mounts:
+  /a: gs://sc-gcs-bucket/x
+  /b: s3://sc-s3-bucket/y
+run: echo ok
+"""
+    [real], plan = compile_gcs(task, emulator=None)
+    gcs_remote, s3_remote = remotes(real)
+    assert gcs_remote == {"type": "google cloud storage", "env_auth": "true",
+                          "bucket_policy_only": "true"}
+    assert "anonymous" not in real and "STORAGE_EMULATOR_HOST" not in plan
+
+    # --endpoint-url is for the S3 family; STORAGE_EMULATOR_HOST for gcs only.
+    [both], _ = compile_gcs(task, "--endpoint-url", "http://127.0.0.1:9", emulator=gcs.endpoint)
+    gcs_remote, s3_remote = remotes(both)
+    assert gcs_remote["endpoint"] == f"{gcs.endpoint}/storage/v1/"
+    assert gcs_remote["anonymous"] == "true" and "env_auth" not in gcs_remote
+    assert s3_remote["endpoint"] == "http://127.0.0.1:9" and "anonymous" not in s3_remote
+
+    # Google's clients take a bare HOST:PORT for http.
+    [bare], _ = compile_gcs(task, emulator=f"127.0.0.1:{gcs.port}/")
+    assert remotes(bare)[0]["endpoint"] == f"{gcs.endpoint}/storage/v1/"
+
+
+@pytest.mark.parametrize("value", ["ftp://127.0.0.1:1", "http://127.0.0.1:1/storage/v1",
+                                   "http://127.0.0.1:99999", "http://"])
+def test_bad_storage_emulator_host_is_bad_input(value, compile_gcs):
+    _, err = compile_gcs("file_mounts:\n  /a: gs://sc-gcs-bucket\nrun: echo ok\n",
+                         emulator=value, code=2)
+    assert err.startswith(f"skycompile: error: STORAGE_EMULATOR_HOST: {value!r} ")
+    # Only gcs storages read it: an S3 task compiles whatever it says.
+    [script], _ = compile_gcs("file_mounts:\n  /a: s3://sc-s3-bucket\nrun: echo ok\n",
+                              emulator=value)
+    assert "google cloud storage" not in script
