@@ -131,12 +131,13 @@ as_user() {
 # --- check envs ---
 # Fail before any download or mount when the node lacks a secret the task needs.
 check_runtime_envs() {
-  local name
+  local name missing=()
   for name in "${RUNTIME_REQUIRED[@]}"; do
     valid_name "$name"
-    [[ -n ${!name+set} ]] ||
-      die "$name must be set in the node's environment (it is a secret / has no value in the task)"
+    [[ -n ${!name+set} ]] || missing+=("$name")
   done
+  [[ -z ${missing[*]-} ]] ||
+    die "set ${missing[*]} in the node's environment: the task declares them as secrets or envs without a value, so they are not in this script"
 }
 
 # --- export envs ---
