@@ -1,8 +1,6 @@
 """Fixtures of the end-to-end tests: servers on loopback, nodes, and compiling a task."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from . import nodes
@@ -51,7 +49,7 @@ def compile_task(tmp_path, s3, monkeypatch):
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
     counter = iter(range(1000))
 
-    def run(text: str, *flags: str, endpoint: bool = True) -> list[str]:
+    def run(text: str, *flags: str, endpoint: bool = True, stage: bool = False) -> list[str]:
         n = next(counter)
         task = tmp_path / f"task{n}.yaml"
         task.write_text(text)
@@ -64,12 +62,32 @@ def compile_task(tmp_path, s3, monkeypatch):
         except SystemExit as e:
             if e.code:
                 raise AssertionError(f"skycompile {' '.join(args)} exited {e.code}") from None
+        if stage:
+            stage_uploads(args, s3)
         return [p.read_text() for p in sorted(out.glob("node-*.sh"))] or [
             p.read_text() for p in sorted(out.glob("*.sh"))]
 
     return run
 
 
-def tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+def stage_uploads(args: list[str], s3: nodes.S3Server) -> None:
+    """Create the plan's buckets and upload its local sources, file by file from the plan's
+    manifests, as the local side's apply phase does (issue 4 builds that phase; until then
+    the node tests put the data where the plan says it goes)."""
+    from skycompile import cli, compiler
+
+    opts = cli.options(cli.parser().parse_args(args))
+    client = s3.client()
+    for name in cli.parser().parse_args(args).tasks:
+        for task in compiler.compile_file(name, opts).tasks:
+            for bucket in task.plan.buckets:
+                s3.bucket(bucket.bucket)
+            for upload in task.plan.uploads:
+                ref = upload.target
+                for entry in upload.manifest.entries:
+                    key = f"{ref.prefix}/{entry.key}" if ref.prefix else entry.key
+                    client.put_object(Bucket=ref.bucket, Key=key, Body=entry.path.read_bytes())
+
+
+def opts_tasks(args: list[str]) -> list[str]:
+    return [a for a in args if a.endswith((".yaml", ".yml"))]
