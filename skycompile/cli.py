@@ -88,6 +88,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rclone-sha256", action="append", default=[], metavar="ARCH=HEX",
                    help="the mirror's own SHA-256 of the archive for ARCH (amd64, arm64) when "
                         "it is not the official one (repeatable; needs --rclone-mirror)")
+    p.add_argument("--embed-credentials", action="store_true",
+                   help="put the storage keys of this machine (AWS_*/~/.aws/credentials, "
+                        "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_KEY, R2's "
+                        "~/.cloudflare/r2.credentials) into the scripts, for nodes without an "
+                        "instance role; they land only in a 0600 file on the node, and the "
+                        "scripts are written 0700. Anyone who can read the scripts or the "
+                        "instance's user-data gets the keys")
     p.add_argument("--version", action="version", version=f"skycompile {__version__}")
     return p
 
@@ -169,6 +176,8 @@ def recompile_line(args: argparse.Namespace) -> str:
         words += ["--env", item.partition("=")[0] + ("=..." if "=" in item else "")]
     for item in args.rclone_sha256:
         words += ["--rclone-sha256", item]
+    if args.embed_credentials:
+        words.append("--embed-credentials")
     if args.output:
         words += ["-o", _shown(args.output)]
     return " ".join(shlex.quote(w) for w in words)
@@ -187,6 +196,8 @@ def options(args: argparse.Namespace) -> Options:
         managed_bucket=args.bucket, node_user=_node_user(args.node_user),
         node_ips=_node_ips(args.node_ips), rclone_mirror=_mirror(args.rclone_mirror),
         rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),
+        embed_credentials=args.embed_credentials,
+        credential_env=tuple(sorted(os.environ.items())) if args.embed_credentials else (),
         recompile=recompile_line(args),
     )
 
@@ -223,11 +234,15 @@ def run(argv: list[str] | None = None) -> int:
     else:
         for _, compiled in files:
             apply_plans(compiled, opts)
+    if opts.embed_credentials:
+        print("skycompile: warning: --embed-credentials: storage keys are in the scripts; "
+              "anyone who can read them, or the instance's user-data, has the keys", file=sys.stderr)
     for target in pairs:
         if target.path == "-":
             sys.stdout.write(target.text)
         else:
-            output.write_atomic(target.path, target.text)
+            output.write_atomic(target.path, target.text,
+                                mode=0o700 if opts.embed_credentials else 0o755)
     return EXIT_OK
 
 

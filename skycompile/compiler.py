@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import load, normalize, plan, render, validate
+from . import load, normalize, plan, render, stores, validate
 from .errors import Problem, TaskError, UsageError
 from .load import Document
 from .options import Options
+from .stores.credentials import MissingCredentials
 from .resolve import slug
 
 _GROUP_HEADER_KEYS = {"name", "execution", "primary_tasks", "termination_delay"}
@@ -112,6 +113,8 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
                                  task_file)], task_file)
     tasks = check(task_docs, opts)
     plans = [plan.make_plan(t) for t in tasks]
+    if opts.embed_credentials:
+        plans = [plan.with_credentials(p, _key_reader(opts)) for p in plans]
     _check_uploads(plans, task_docs)
     sha = hashlib.sha256(raw).hexdigest()
     ids = _state_ids(tasks, Path(task_file).stem)
@@ -129,6 +132,30 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
         subdir = f"{i}-{sid}" if len(plans) > 1 else ""
         out.append(CompiledTask(p, sid, tuple(scripts), subdir))
     return Compiled(tuple(out), sha, header)
+
+
+def _key_reader(opts: Options):
+    """store name -> the rclone settings holding its keys, read once per store."""
+    found: dict[str, dict[str, str]] = {}
+    env = dict(opts.credential_env)
+
+    def keys(name: str) -> dict[str, str]:
+        if name not in found:
+            store = stores.get(name)
+            if store.credentials is None:
+                raise UsageError(f"--embed-credentials: {name} has no keys to embed; its "
+                                 f"nodes use their instance principal")
+            try:
+                settings = store.credentials(env, opts.home)
+            except MissingCredentials as e:
+                raise UsageError(f"--embed-credentials: {name}: {e}") from None
+            for k, v in settings.items():
+                if any(c in v for c in "\n\r\0"):
+                    raise UsageError(f"--embed-credentials: {name}: {k} contains a line break "
+                                     f"or NUL; it cannot go into an rclone config")
+            found[name] = settings
+        return found[name]
+    return keys
 
 
 def _check_uploads(plans: list, docs: list[Document]) -> None:

@@ -27,4 +27,7 @@ class Options:
     node_ips: tuple[str, ...] = ()  # --node-ips: SKYPILOT_NODE_IPS, node 0 first
     rclone_mirror: str = ""  # --rclone-mirror: base URL laid out like downloads.rclone.org
     rclone_sha256: tuple[tuple[str, str], ...] = ()  # --rclone-sha256 ARCH=HEX (mirror's own)
+    # --embed-credentials: keys from this environment (and ~/.aws etc.) go into the scripts
+    embed_credentials: bool = False
+    credential_env: tuple[tuple[str, str], ...] = ()
     recompile: str = ""  # the command line to put in the header

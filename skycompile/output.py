@@ -58,8 +58,8 @@ def targets(files: list[tuple[str, Compiled]], out: str) -> list[Target]:
     return [Target(str(base / sub / f"node-{i}.sh"), s, t) for sub, t, i, s in scripts]
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Temp file in the same directory, fsync, mode 0755, rename: never half a script."""
+def write_atomic(path: str, text: str, mode: int = 0o755) -> None:
+    """Temp file in the same directory, fsync, chmod, rename: never half a script."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -68,7 +68,7 @@ def write_atomic(path: str, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         try:

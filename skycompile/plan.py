@@ -5,6 +5,7 @@ content digests), which the script header records. `describe` is what --dry-run 
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from . import manifest as manifest_mod
@@ -95,6 +96,19 @@ def make_plan(task: Task) -> Plan:
     if isinstance(task.workdir, Storage):
         workdir = _node_mount(len(mounts), task.workdir)
     return Plan(task, _bucket_actions(entries), uploads, mounts, workdir)
+
+
+def with_credentials(plan: Plan, keys) -> Plan:
+    """The plan with `keys(store) -> settings` in place of env_auth, in every remote that
+    would otherwise take the node's ambient credentials (--embed-credentials)."""
+    def embed(m):
+        if not isinstance(m, NodeMount) or dict(m.settings).get("env_auth") != "true":
+            return m
+        settings = dict(m.settings)
+        settings.update(keys(m.storage.bucket.store))
+        return dataclasses.replace(m, settings=tuple(settings.items()))
+    return dataclasses.replace(plan, mounts=tuple(embed(m) for m in plan.mounts),
+                               workdir=embed(plan.workdir))
 
 
 def conflicts(plan: Plan):

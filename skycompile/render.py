@@ -99,6 +99,7 @@ def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node
         "node": {"index": node_index, "count": t.num_nodes},
         "rclone": rclone or rclone_pin(), "node_user": node_user, "node_ips": list(node_ips),
         "remotes": [{"name": m.remote, "settings": [list(kv) for kv in m.settings]} for m in remotes],
+        "embedded_credentials": any(("env_auth", "false") in m.settings for m in remotes),
         "mounts": [_mount_ctx(m) for m in plan.mounts],
         "workdir": workdir,
         "envs": [list(kv) for kv in t.envs],

@@ -182,3 +182,60 @@ def test_examples_glob_dry_run(cli, monkeypatch, tmp_path):
     result = cli(*examples, "--dry-run", "-o", f"{tmp_path}/out/")
     assert result.code == 0, result.err
     assert len(list((tmp_path / "out").rglob("node-*.sh"))) >= len(examples)
+
+
+NODE_FLAG_ERRORS = [
+    (["--user", "Bad User"], "--user 'Bad User': not a valid user name"),
+    (["--node-ips", "10.0.0.1,nope"], "--node-ips: 'nope' is not an IP address"),
+    (["--node-ips", "10.0.0.1,10.0.0.2"], "--node-ips lists 2 address(es), but task.yaml runs on "
+                                          "1 node(s) (num_nodes)"),
+    (["--rclone-sha256", "amd64=" + "a" * 64], "--rclone-sha256 describes a mirror's archive"),
+    (["--rclone-mirror", "ftp://mirror"], "give an http://, https:// or file:// base URL"),
+    (["--rclone-mirror", "http://m", "--rclone-sha256", "x86=" + "a" * 64],
+     "expected amd64=HEX or arm64=HEX"),
+]
+
+
+@pytest.mark.parametrize("flags,message", NODE_FLAG_ERRORS, ids=lambda v: str(v)[:30])
+def test_node_flags_are_checked(task, cli, flags, message):
+    result = cli(task(ONE_NODE), "-o", "boot.sh", *flags)
+    assert result.code == 2
+    assert result.err.startswith("skycompile: error: ") and message in result.err
+    assert not Path("boot.sh").exists()
+
+
+def test_rclone_mirror_and_node_ips_reach_the_script(task, cli):
+    digest = "ab" * 32
+    result = cli(task("file_mounts:\n  /d: s3://b\nnum_nodes: 2\n"), "-o", "out/",
+                 "--rclone-mirror", "http://10.1.2.3/rclone/", "--rclone-sha256",
+                 f"amd64={digest.upper()}", "--node-ips", "10.0.0.1, 10.0.0.2")
+    assert result.code == 0, result.err
+    text = Path("out/node-1.sh").read_text()
+    assert "readonly RCLONE_BASE_URL='http://10.1.2.3/rclone'" in text
+    assert f"readonly RCLONE_SHA256_AMD64='{digest}'" in text
+    assert "readonly RCLONE_HTTPS_ONLY='0'" in text
+    assert "readonly NODE_IPS='10.0.0.1\n10.0.0.2'" in text
+
+
+def test_embed_credentials_needs_keys_and_writes_0700(task, cli, monkeypatch, tmp_path):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+                "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    name = task("file_mounts:\n  /d: s3://b\n")
+    missing = cli(name, "-o", "boot.sh", "--embed-credentials")
+    assert missing.code == 2 and "--embed-credentials: s3: no S3 keys" in missing.err
+    assert not Path("boot.sh").exists()
+    creds = tmp_path / "home/.aws/credentials"
+    creds.parent.mkdir(parents=True)
+    creds.write_text("[default]\naws_access_key_id = AKIAFAKE\naws_secret_access_key = s3cr3t\n")
+    ok = cli(name, "-o", "boot.sh", "--embed-credentials")
+    assert ok.code == 0, ok.err
+    assert "warning: --embed-credentials" in ok.err
+    assert stat.S_IMODE(os.stat("boot.sh").st_mode) == 0o700
+    text = Path("boot.sh").read_text()
+    assert "'secret_access_key = s3cr3t'" in text and "'env_auth = false'" in text
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "bad\nline")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE")
+    bad = cli(name, "-o", "boot.sh", "--embed-credentials")
+    assert bad.code == 2 and "contains a line break" in bad.err

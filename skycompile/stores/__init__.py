@@ -43,6 +43,10 @@ class Store:
     bucket_name_problems: Callable[[str], list[str]]
     rclone_remote: Callable[[BucketRef, str], dict[str, str]]  # (ref, endpoint) -> settings
     uri_hint: str  # how a URI of this store is written, for messages
+    # --embed-credentials: (environ, home) -> rclone settings replacing env_auth, read on the
+    # compiling machine; raises credentials.MissingCredentials saying what to set. None: the
+    # store has no keys to embed (its remote never uses env_auth).
+    credentials: Callable[..., dict[str, str]] | None
     notes: tuple[str, ...] = field(default=())
 
 

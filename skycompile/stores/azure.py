@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from . import BucketRef, Store, UriError, check_prefix, hyphen_name_problems
+from .credentials import azure_key
 
 _URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([^/]*)(?:/(.*))?$")
 
@@ -41,6 +42,7 @@ STORE = Store(
     name="azure", schemes=("https",), clouds=("azure",), s3_family=False, parse=parse,
     format_uri=lambda r: f"https://{r.account or 'ACCOUNT'}.blob.core.windows.net/{r.bucket}"
     + (f"/{r.prefix}" if r.prefix else ""),
+    credentials=azure_key,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]",
 )

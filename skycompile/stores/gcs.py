@@ -4,6 +4,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from . import BucketRef, Store, check_prefix, dns_style_problems, split_bucket_path
+from .credentials import gcs_service_account
 
 
 def parse(uri: str) -> BucketRef:
@@ -58,6 +59,7 @@ def rclone_remote(ref: BucketRef, endpoint: str) -> dict[str, str]:
 STORE = Store(
     name="gcs", schemes=("gs",), clouds=("gcp",), s3_family=False, parse=parse,
     format_uri=lambda r: f"gs://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
+    credentials=gcs_service_account,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="gs://BUCKET[/PREFIX]",
 )

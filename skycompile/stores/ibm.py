@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from . import BucketRef, Store, UriError, check_prefix, dns_style_problems
+from .credentials import aws_keys
 
 _REGION = re.compile(r"^[a-z]{2}-[a-z]+(-[a-z0-9]+)*$")
 
@@ -31,6 +32,7 @@ STORE = Store(
     name="ibm", schemes=("cos",), clouds=("ibm",), s3_family=True, parse=parse,
     format_uri=lambda r: f"cos://{r.region or 'REGION'}/{r.bucket}"
     + (f"/{r.prefix}" if r.prefix else ""),
+    credentials=lambda env, home: aws_keys(env, home, what="IBM COS HMAC"),
     bucket_name_problems=dns_style_problems, rclone_remote=rclone_remote,
     uri_hint="cos://REGION/BUCKET[/PREFIX]",
 )

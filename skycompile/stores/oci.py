@@ -43,6 +43,7 @@ STORE = Store(
     name="oci", schemes=("oci",), clouds=("oci",), s3_family=False, parse=parse,
     format_uri=lambda r: f"oci://{r.bucket}" + (f"@{r.region}" if r.region else "")
     + (f"/{r.prefix}" if r.prefix else ""),
+    credentials=None,  # instance principals only: nothing to embed
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="oci://BUCKET[@REGION][/PREFIX]",
 )

@@ -2,13 +2,24 @@
 --endpoint-url, https://ACCOUNT_ID.r2.cloudflarestorage.com)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import BucketRef, Store, check_prefix, hyphen_name_problems, split_bucket_path
+from .credentials import aws_keys
 
 
 def parse(uri: str) -> BucketRef:
     bucket, prefix = split_bucket_path(uri, "r2")
     check_prefix(uri, prefix)
     return BucketRef("r2", bucket, prefix)
+
+
+def r2_keys(environ, home: Path) -> dict[str, str]:
+    """SkyPilot keeps R2 keys in ~/.cloudflare/r2.credentials, profile [r2]; else AWS_*."""
+    file = home / ".cloudflare/r2.credentials"
+    if file.exists() and not environ.get("AWS_ACCESS_KEY_ID"):
+        return aws_keys(environ, home, file=file, profile="r2", what="R2")
+    return aws_keys(environ, home, what="R2")
 
 
 def rclone_remote(ref: BucketRef, endpoint: str) -> dict[str, str]:
@@ -19,6 +30,7 @@ def rclone_remote(ref: BucketRef, endpoint: str) -> dict[str, str]:
 STORE = Store(
     name="r2", schemes=("r2",), clouds=("cloudflare",), s3_family=True, parse=parse,
     format_uri=lambda r: f"r2://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
+    credentials=r2_keys,
     bucket_name_problems=hyphen_name_problems, rclone_remote=rclone_remote,
     uri_hint="r2://BUCKET[/PREFIX]",
     notes=("needs the account endpoint: config.endpoint_url or --endpoint-url",),

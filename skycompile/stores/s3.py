@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import BucketRef, Store, check_prefix, dns_style_problems, split_bucket_path
+from .credentials import aws_keys
 
 
 def parse(uri: str) -> BucketRef:
@@ -31,6 +32,7 @@ def rclone_remote(ref: BucketRef, endpoint: str) -> dict[str, str]:
 STORE = Store(
     name="s3", schemes=("s3",), clouds=("aws",), s3_family=True, parse=parse,
     format_uri=lambda r: f"s3://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
+    credentials=aws_keys,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="s3://BUCKET[/PREFIX]",
 )

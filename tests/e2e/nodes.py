@@ -171,7 +171,8 @@ class Node:
         self.proc = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
              "bash", "-c", _NODE_INIT, "sc-node", self.root], stdout=subprocess.PIPE,
-            stdin=subprocess.DEVNULL, start_new_session=True, text=True)
+            stdin=subprocess.DEVNULL, start_new_session=True, text=True,
+            env={"PATH": NODE_PATH})  # nothing of the test's environment leaks into the node
         line = self.proc.stdout.readline().strip()
         if not line:
             raise RuntimeError(f"node {self.name} did not start: {self.proc.wait()}")

@@ -2,6 +2,8 @@
 and a re-run transfers nothing."""
 from __future__ import annotations
 
+import time
+
 
 def test_copy_prefix_object_and_subpath(s3, node, compile_task):
     data = s3.bucket("data")
@@ -33,3 +35,26 @@ run: echo ran
     assert '{"k": 1}' in res.stdout
     again = node.script(script, "up")
     assert again.returncode == 0, again.stderr
+
+
+def test_copy_retries_until_the_server_is_back(s3, node, compile_task):
+    (s3.bucket("data") / "a.txt").write_text("late\n")
+    [script] = compile_task("file_mounts:\n  /data: s3://data\nrun: cat /data/a.txt\n")
+    s3.stop()
+    proc = node.popen("bash", "-c", f"cat > /root/boot.sh <<'EOF_SCRIPT'\n{script}EOF_SCRIPT\n"
+                      "bash /root/boot.sh up")
+    time.sleep(4)
+    s3.start()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out == "late\n"
+
+
+def test_copy_gives_up_with_a_message_naming_the_mount(s3, node, compile_task):
+    s3.bucket("data")
+    [script] = compile_task("file_mounts:\n  /data: s3://data/missing.txt\n")
+    s3.stop()
+    res = node.script(script, "up", timeout=200, env={"SKYCOMPILE_RETRIES": "2"})
+    assert res.returncode != 0
+    assert "giving up after 2 attempts" in res.stderr
+    assert "cannot look up sc-m0:data/missing.txt (for /data)" in res.stderr

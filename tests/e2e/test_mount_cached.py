@@ -3,32 +3,17 @@ closed file is in the bucket, an outage is survived without losing anything."""
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 
-WRITER = r"""
-set -eu
-python3 - <<'PY'
-import os, random
-rnd = random.Random(7)
-os.makedirs("/out/deep/er", exist_ok=True)
-for i in range(200):
-    size = 60 * 2**20 + i if i % 50 == 0 else rnd.randint(0, 300_000)
-    path = f"/out/deep/er/f{i:03}.bin" if i % 3 == 0 else f"/out/f{i:03}.bin"
-    with open(path, "wb") as f:
-        f.write(rnd.randbytes(size))
-PY
-"""
-
-
-def expected_files() -> dict[str, str]:
-    """What WRITER writes: key -> sha256 (the same generator, run here)."""
-    import random
+def make_files() -> dict[str, bytes]:
+    """200 files, 4 of them over 60 MB, the rest up to 300 kB, some in nested directories."""
     rnd = random.Random(7)
     out = {}
     for i in range(200):
         size = 60 * 2**20 + i if i % 50 == 0 else rnd.randint(0, 300_000)
         key = f"deep/er/f{i:03}.bin" if i % 3 == 0 else f"f{i:03}.bin"
-        out[key] = hashlib.sha256(rnd.randbytes(size)).hexdigest()
+        out[key] = rnd.randbytes(size)
     return out
 
 
@@ -50,12 +35,16 @@ run: |
 
 def test_200_files_reach_the_bucket_before_up_returns(s3, node, compile_task):
     s3.bucket("results")
-    [script] = compile_task(task(WRITER))
+    files = make_files()
+    for key, data in files.items():
+        node.put(f"/srv/src/{key}", data)
+    # run writes them through the mount (cp: open, write, close per file), then up drains
+    [script] = compile_task(task("cp -r /srv/src/. /out/"))
     res = node.script(script, "up", timeout=600)
     assert res.returncode == 0, res.stderr
     assert "every closed file is in the bucket" in res.stderr
     # the node's rclone is still up, but the check is the server's, object by object
-    assert s3.objects("results") == expected_files()
+    assert s3.objects("results") == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
     status = node.script(script, "status")
     assert "pending uploads: 0" in status.stdout
 
@@ -66,26 +55,28 @@ def test_outage_drain_times_out_listing_files_then_nothing_is_lost(s3, node, com
     # does while the server is down.
     [script] = compile_task(task("true", drain_timeout="8s", write_back="1h"))
     assert node.script(script, "up", "--no-run").returncode == 0
-    node.sh("for i in 1 2 3; do echo \"result $i\" > /out/r$i.txt; done", check=True)
+    node.sh("for i in 1 2 3; do echo \"result $i\" > /out/r$i.txt; done; "
+            "mkdir -p '/out/sub dir' && echo nested > '/out/sub dir/n 1.txt'", check=True)
     assert s3.objects("results") == {}
     s3.stop()
     failed = node.script(script, "drain", timeout=120)
     assert failed.returncode != 0
-    listed = set(re.findall(r"  (r\d\.txt) \(upload tries", failed.stderr))
-    assert listed == {"r1.txt", "r2.txt", "r3.txt"}, failed.stderr
+    listed = set(re.findall(r"warning:   (.+) \(upload tries: \d+\)", failed.stderr))
+    assert listed == {"r1.txt", "r2.txt", "r3.txt", "sub dir/n 1.txt"}, failed.stderr
     assert "NOT in the bucket" in failed.stderr
     # down refuses while uploads pend: rclone does not flush on unmount
     down = node.script(script, "down", timeout=120)
     assert down.returncode != 0 and "nothing was unmounted" in down.stderr
     assert node.sh("mountpoint -q /out").returncode == 0
     # the cache still holds them; the server comes back; a second drain delivers everything
-    cached = node.sh("find /var/cache/skycompile/cached/m0 -name 'r*.txt' -type f | wc -l")
-    assert int(cached.stdout) >= 3
+    cached = node.sh("find /var/cache/skycompile/cached/m0/vfs -type f | wc -l")
+    assert int(cached.stdout) == 4
     s3.start()
     ok = node.script(script, "drain", timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert s3.objects("results") == {
-        f"r{i}.txt": hashlib.sha256(f"result {i}\n".encode()).hexdigest() for i in (1, 2, 3)}
+        **{f"r{i}.txt": hashlib.sha256(f"result {i}\n".encode()).hexdigest() for i in (1, 2, 3)},
+        "sub dir/n 1.txt": hashlib.sha256(b"nested\n").hexdigest()}
     assert node.script(script, "down").returncode == 0
     assert node.sh("mountpoint -q /out").returncode != 0
 

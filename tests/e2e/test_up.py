@@ -165,3 +165,38 @@ def test_single_node_ips_default_to_its_own_address(node, compile_task):
     ip = res.stdout.strip().removeprefix("ips=")
     assert ip and hashlib.sha256(ip.encode()).hexdigest()  # non-empty, one line
     assert "\n" not in ip
+
+
+def test_embedded_credentials_only_in_the_0600_config(s3, make_node, compile_task, monkeypatch,
+                                                      tmp_path):
+    (s3.bucket("data") / "a.txt").write_text("payload\n")
+    task = """
+name: keys
+file_mounts:
+  /in: s3://data
+  /mnt/data:
+    source: s3://data
+    mode: MOUNT
+run: cat /mnt/data/a.txt
+"""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env()["AWS_ACCESS_KEY_ID"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env()["AWS_SECRET_ACCESS_KEY"])
+    [plain] = compile_task(task)
+    assert s3.env()["AWS_SECRET_ACCESS_KEY"] not in plain
+    [script] = compile_task(task, "--embed-credentials")
+    assert script.count(s3.env()["AWS_SECRET_ACCESS_KEY"]) == 2  # one line per remote
+    # a node without ambient credentials works with the embedded ones
+    node = make_node("bare", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    res = node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "payload\n"
+    secret = s3.env()["AWS_SECRET_ACCESS_KEY"]
+    node.put("/tmp/pattern", secret)  # not on grep's own command line
+    holders = node.sh("grep -rlF -f /tmp/pattern /etc /var/log /var/lib /run "
+                      "/proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null || true"
+                      ).stdout.split()
+    assert holders == ["/etc/skycompile/keys/rclone.conf"]
+    assert node.sh("stat -c %a /etc/skycompile/keys/rclone.conf", check=True).stdout == "600\n"
+    # the same node without the keys cannot read the bucket: the embedded ones did the work
+    other = make_node("bare2", env={"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+    assert other.script(plain, "up").returncode != 0

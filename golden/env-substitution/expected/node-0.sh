@@ -92,8 +92,13 @@ readonly LOCK_FILE="$RUN_DIR/lock"
 readonly LOCK_WAIT=60
 readonly LOG_DIR=/var/log/skycompile
 readonly LOG_FILE="$LOG_DIR/$SLUG.log"
-readonly RETRY_ATTEMPTS=5
+# Every network step: this many attempts, 2s, 4s, 8s ... (at most 30s) apart.
+# SKYCOMPILE_RETRIES on the node changes the count (a launcher that prefers to fail fast).
+readonly RETRY_ATTEMPTS=${SKYCOMPILE_RETRIES:-5}
 readonly RETRY_MAX_DELAY=30
+# One-shot rclone commands leave the retrying to retry(): rclone's own (10 low-level tries,
+# each with the S3 SDK's 3) would take minutes to give up on an unreachable bucket.
+readonly -a RCLONE_ONE_SHOT=(--retries 1 --low-level-retries 1)
 readonly CONF_DIR="/etc/skycompile/$SLUG"
 readonly RCLONE_CONF="$CONF_DIR/rclone.conf"
 readonly STATE_DIR="/var/lib/skycompile/$SLUG"
@@ -335,7 +340,10 @@ fetch() {
     install_pkgs curl ca-certificates
   fi
   if command -v curl >/dev/null 2>&1; then
-    args=(--fail --location --silent --show-error --connect-timeout 20 --globoff)
+    # A stalled transfer must fail (and be retried) rather than hang the boot: curl has no
+    # read timeout, wget's --timeout is one.
+    args=(--fail --location --silent --show-error --connect-timeout 20 --speed-limit 1024
+      --speed-time 30 --globoff)
     if ((RCLONE_HTTPS_ONLY)); then args+=(--proto '=https' --proto-redir '=https'); fi
     curl "${args[@]}" --output "$out" --url "$url"
   else
@@ -385,7 +393,7 @@ write_rclone_config() {
   local tmp line
   for line in "${RCLONE_CONF_LINES[@]}"; do
     # A newline inside a value would start a new key in the ini file.
-    [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting with a newline: $line"
+    [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting ${line%% =*} has a newline"
   done
   mkdir -p -- "$CONF_DIR"
   chmod 0700 -- "$CONF_DIR"
@@ -408,12 +416,12 @@ copy_all() {
 copy_one() {
   local i=$1
   local src="${M_REMOTE[i]}:${M_PATH[i]}" dest=${DEST[i]} kind=${M_OBJECT[i]}
-  local -a args=(--transfers "${M_TRANSFERS[i]}" --checkers "${M_TRANSFERS[i]}"
+  local -a args=("${RCLONE_ONE_SHOT[@]}" --transfers "${M_TRANSFERS[i]}" --checkers "${M_TRANSFERS[i]}"
     --stats 30s --stats-one-line --stats-log-level NOTICE)
   if mountpoint -q -- "$dest"; then
     die "${M_LABEL[i]} ($dest) is a mount point of something else; COPY will not write into it. Unmount it or pick another destination"
   fi
-  if [[ $kind == auto ]]; then kind=$(remote_kind "$src"); fi
+  if [[ $kind == auto ]]; then kind=$(remote_kind "$src" "${M_LABEL[i]}"); fi
   log "copying $src to ${M_LABEL[i]}"
   if [[ $kind == dir ]]; then
     make_dir "$dest"
@@ -430,8 +438,8 @@ copy_one() {
 # The task did not say whether the source is one object or a directory: ask the bucket.
 remote_kind() {
   local stat is_dir='"IsDir":[[:space:]]*true'
-  stat=$(retry rclone lsjson --stat -- "$1") ||
-    die "cannot stat $1: check that it exists and this node's credentials can read it"
+  stat=$(retry rclone lsjson "${RCLONE_ONE_SHOT[@]}" --stat -- "$1") ||
+    die "cannot look up $1 (for $2): check the endpoint and the network, that it exists, and that this node's credentials can read it"
   if [[ $stat =~ $is_dir ]]; then echo dir; else echo file; fi
 }
 
@@ -796,6 +804,7 @@ main() {
     exit 1
   fi
   ((BASH_VERSINFO[0] >= 4)) || die "bash 4 or newer is required"
+  [[ $RETRY_ATTEMPTS =~ ^[1-9][0-9]?$ ]] || die "SKYCOMPILE_RETRIES must be a number from 1 to 99, not $RETRY_ATTEMPTS"
   trap 'on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
   # rclone is installed here; put it ahead of an older distribution copy.
   export PATH="/usr/local/bin:$PATH"

@@ -52,7 +52,9 @@ readonly LOCK_FILE="$RUN_DIR/lock"
 readonly LOCK_WAIT=60
 readonly LOG_DIR=/var/log/skycompile
 readonly LOG_FILE="$LOG_DIR/$SLUG.log"
-readonly RETRY_ATTEMPTS=5
+# Every network step: this many attempts, 2s, 4s, 8s ... (at most 30s) apart.
+# SKYCOMPILE_RETRIES on the node changes the count (a launcher that prefers to fail fast).
+readonly RETRY_ATTEMPTS=${SKYCOMPILE_RETRIES:-5}
 readonly RETRY_MAX_DELAY=30
 readonly STATE_DIR="/var/lib/skycompile/$SLUG"
 readonly SETUP_DONE="$STATE_DIR/setup.done"
@@ -184,7 +186,8 @@ sync_workdir() {
 }
 
 git_clone() {
-  local -a args=(clone --quiet)
+  # A tag is checked out detached: git's advice about that is noise in a boot log.
+  local -a args=(-c advice.detachedHead=false clone --quiet)
   if [[ -n $GIT_REF ]] && ! is_commit "$GIT_REF"; then args+=(--branch "$GIT_REF"); fi
   make_dir "$WORKDIR"
   log "cloning $GIT_URL${GIT_REF:+ at $GIT_REF} into $WORKDIR"
@@ -199,7 +202,9 @@ git_clone() {
 git_update() {
   local ref=$GIT_REF
   log "updating $WORKDIR from $GIT_URL${GIT_REF:+ at $GIT_REF}"
-  retry git_auth -C "$WORKDIR" fetch --quiet --tags origin ||
+  # --force: a tag moved upstream follows the remote (the task names the remote's tag)
+  # instead of failing the fetch as "would clobber existing tag".
+  retry git_auth -C "$WORKDIR" fetch --quiet --tags --force origin ||
     die "git fetch of $GIT_URL failed: check the network and, for a private repository, GIT_TOKEN"
   if [[ -z $ref ]]; then
     # No ref in the task means the default branch, even if an earlier version named another.
@@ -212,7 +217,7 @@ git_update() {
   fi
   if as_user git -C "$WORKDIR" rev-parse --quiet --verify '@{upstream}' >/dev/null 2>&1; then
     as_user git -C "$WORKDIR" merge --quiet --ff-only '@{upstream}' ||
-      die "$WORKDIR has local commits that $GIT_URL does not; not overwriting them"
+      die "cannot fast-forward $WORKDIR to $GIT_URL${ref:+ $ref}: local commits or changes in the way, or the branch was rewritten upstream (git -C $WORKDIR status shows which); not overwriting them"
   fi
 }
 
@@ -466,6 +471,7 @@ main() {
     exit 1
   fi
   ((BASH_VERSINFO[0] >= 4)) || die "bash 4 or newer is required"
+  [[ $RETRY_ATTEMPTS =~ ^[1-9][0-9]?$ ]] || die "SKYCOMPILE_RETRIES must be a number from 1 to 99, not $RETRY_ATTEMPTS"
   trap 'on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
   # rclone is installed here; put it ahead of an older distribution copy.
   export PATH="/usr/local/bin:$PATH"

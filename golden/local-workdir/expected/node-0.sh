@@ -75,8 +75,13 @@ readonly LOCK_FILE="$RUN_DIR/lock"
 readonly LOCK_WAIT=60
 readonly LOG_DIR=/var/log/skycompile
 readonly LOG_FILE="$LOG_DIR/$SLUG.log"
-readonly RETRY_ATTEMPTS=5
+# Every network step: this many attempts, 2s, 4s, 8s ... (at most 30s) apart.
+# SKYCOMPILE_RETRIES on the node changes the count (a launcher that prefers to fail fast).
+readonly RETRY_ATTEMPTS=${SKYCOMPILE_RETRIES:-5}
 readonly RETRY_MAX_DELAY=30
+# One-shot rclone commands leave the retrying to retry(): rclone's own (10 low-level tries,
+# each with the S3 SDK's 3) would take minutes to give up on an unreachable bucket.
+readonly -a RCLONE_ONE_SHOT=(--retries 1 --low-level-retries 1)
 readonly CONF_DIR="/etc/skycompile/$SLUG"
 readonly RCLONE_CONF="$CONF_DIR/rclone.conf"
 readonly STATE_DIR="/var/lib/skycompile/$SLUG"
@@ -283,7 +288,10 @@ fetch() {
     install_pkgs curl ca-certificates
   fi
   if command -v curl >/dev/null 2>&1; then
-    args=(--fail --location --silent --show-error --connect-timeout 20 --globoff)
+    # A stalled transfer must fail (and be retried) rather than hang the boot: curl has no
+    # read timeout, wget's --timeout is one.
+    args=(--fail --location --silent --show-error --connect-timeout 20 --speed-limit 1024
+      --speed-time 30 --globoff)
     if ((RCLONE_HTTPS_ONLY)); then args+=(--proto '=https' --proto-redir '=https'); fi
     curl "${args[@]}" --output "$out" --url "$url"
   else
@@ -333,7 +341,7 @@ write_rclone_config() {
   local tmp line
   for line in "${RCLONE_CONF_LINES[@]}"; do
     # A newline inside a value would start a new key in the ini file.
-    [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting with a newline: $line"
+    [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting ${line%% =*} has a newline"
   done
   mkdir -p -- "$CONF_DIR"
   chmod 0700 -- "$CONF_DIR"
@@ -351,7 +359,7 @@ sync_workdir() {
   fi
   make_dir "$WORKDIR"
   log "copying the workdir from $src to $WORKDIR"
-  retry rclone copy --transfers 16 --checkers 16 --stats 30s --stats-one-line --stats-log-level NOTICE \
+  retry rclone copy "${RCLONE_ONE_SHOT[@]}" --transfers 16 --checkers 16 --stats 30s --stats-one-line --stats-log-level NOTICE \
     -- "$src" "$WORKDIR" ||
     die "copying the workdir from $src failed: check that the bucket exists and this node's credentials can read it"
   give_tree "$WORKDIR"
@@ -583,6 +591,7 @@ main() {
     exit 1
   fi
   ((BASH_VERSINFO[0] >= 4)) || die "bash 4 or newer is required"
+  [[ $RETRY_ATTEMPTS =~ ^[1-9][0-9]?$ ]] || die "SKYCOMPILE_RETRIES must be a number from 1 to 99, not $RETRY_ATTEMPTS"
   trap 'on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
   # rclone is installed here; put it ahead of an older distribution copy.
   export PATH="/usr/local/bin:$PATH"

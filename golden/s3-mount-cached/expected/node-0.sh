@@ -78,7 +78,9 @@ readonly LOCK_FILE="$RUN_DIR/lock"
 readonly LOCK_WAIT=60
 readonly LOG_DIR=/var/log/skycompile
 readonly LOG_FILE="$LOG_DIR/$SLUG.log"
-readonly RETRY_ATTEMPTS=5
+# Every network step: this many attempts, 2s, 4s, 8s ... (at most 30s) apart.
+# SKYCOMPILE_RETRIES on the node changes the count (a launcher that prefers to fail fast).
+readonly RETRY_ATTEMPTS=${SKYCOMPILE_RETRIES:-5}
 readonly RETRY_MAX_DELAY=30
 readonly CONF_DIR="/etc/skycompile/$SLUG"
 readonly RCLONE_CONF="$CONF_DIR/rclone.conf"
@@ -314,7 +316,10 @@ fetch() {
     install_pkgs curl ca-certificates
   fi
   if command -v curl >/dev/null 2>&1; then
-    args=(--fail --location --silent --show-error --connect-timeout 20 --globoff)
+    # A stalled transfer must fail (and be retried) rather than hang the boot: curl has no
+    # read timeout, wget's --timeout is one.
+    args=(--fail --location --silent --show-error --connect-timeout 20 --speed-limit 1024
+      --speed-time 30 --globoff)
     if ((RCLONE_HTTPS_ONLY)); then args+=(--proto '=https' --proto-redir '=https'); fi
     curl "${args[@]}" --output "$out" --url "$url"
   else
@@ -364,7 +369,7 @@ write_rclone_config() {
   local tmp line
   for line in "${RCLONE_CONF_LINES[@]}"; do
     # A newline inside a value would start a new key in the ini file.
-    [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting with a newline: $line"
+    [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting ${line%% =*} has a newline"
   done
   mkdir -p -- "$CONF_DIR"
   chmod 0700 -- "$CONF_DIR"
@@ -620,16 +625,32 @@ expedite() {
 
 drain_failed() {
   local i=$1 why=$2 sock n=0 tries name last
+  local -A queue_tries=()
   sock=$(rc_sock "$i")
-  warn "${M_LABEL[i]}: $why; these files are NOT in the bucket yet:"
   while IFS=$'\t' read -r _ tries _ _ name; do
-    n=$((n + 1))
-    if ((n <= 50)); then warn "  $name (upload tries: $tries)"; fi
+    [[ -z $name ]] || queue_tries[$name]=$tries
   done < <(queue_rows "$sock")
+  warn "${M_LABEL[i]}: $why; these files are NOT in the bucket yet:"
+  while IFS= read -r -d '' name; do
+    n=$((n + 1))
+    if ((n <= 50)); then warn "  $name (upload tries: ${queue_tries[$name]:-0})"; fi
+  done < <(dirty_files "$i")
   if ((n > 50)); then warn "  ... and $((n - 50)) more"; fi
   last=$(rc_call "$sock" core/stats | json_str lastError) || last=""
   if [[ -n $last ]]; then warn "${M_LABEL[i]}: last rclone error: $last"; fi
   warn "${M_LABEL[i]}: rclone keeps trying in the background (log: $LOG_DIR/$SLUG-m$i.log); run drain again and do not stop this node until it succeeds"
+}
+
+# The files rclone's cache still marks dirty (written, not yet uploaded), NUL-separated,
+# relative to the mount. Its on-disk record, not the queue: that survives a crash, and a file
+# does not drop out of it for a moment while its upload is being retried.
+dirty_files() {
+  local i=$1 meta file
+  meta="$CACHE_DIR/m$i/vfsMeta/${M_REMOTE[i]}/${M_PATH[i]}"
+  [[ -d $meta ]] || return 0
+  while IFS= read -r -d '' file; do
+    printf '%s\0' "${file#"$meta"/}"
+  done < <(grep -rlZE '"Dirty":[[:space:]]*true' -- "$meta" | sort -z)
 }
 
 rc_errors() {
@@ -918,6 +939,7 @@ main() {
     exit 1
   fi
   ((BASH_VERSINFO[0] >= 4)) || die "bash 4 or newer is required"
+  [[ $RETRY_ATTEMPTS =~ ^[1-9][0-9]?$ ]] || die "SKYCOMPILE_RETRIES must be a number from 1 to 99, not $RETRY_ATTEMPTS"
   trap 'on_err "$?" "$LINENO" "$BASH_COMMAND"' ERR
   # rclone is installed here; put it ahead of an older distribution copy.
   export PATH="/usr/local/bin:$PATH"
