@@ -14,9 +14,17 @@ from . import __version__, resources
 from .ir import GitWorkdir
 from .plan import NodeMount, Plan
 
-# Pinned rclone for the nodes. Checksums of the official release archives, from
-# https://downloads.rclone.org/v1.75.2/SHA256SUMS as quoted by independent public pins
-# (Dockerfiles and installers citing that file; amd64 in four, arm64 in two).
+# Pinned rclone for the nodes. Checksums of the official release archives, the lines
+# rclone-v1.75.2-linux-{amd64,arm64}.zip of https://downloads.rclone.org/v1.75.2/SHA256SUMS.
+# This machine cannot reach that file, so each value is taken from independent public pins
+# that quote it, and they agree:
+#   amd64: Chromebrew's rclone 1.75.2 package (x86_64, from the GitHub release), a Dockerfile
+#          and an installer script that both cite SHA256SUMS, a tool manifest pinning the
+#          GitHub release URL (4 sources);
+#   arm64: a Dockerfile citing SHA256SUMS, and an app's asset notice for the unmodified
+#          GitHub release archive (2 sources).
+# The e2e tests cannot check these bytes (no internet); they check the mechanism with a
+# rebuilt archive and --rclone-sha256. Re-check both against SHA256SUMS when bumping.
 RCLONE = {
     "version": "v1.75.2",
     "base_url": "https://downloads.rclone.org",
@@ -24,8 +32,8 @@ RCLONE = {
         "amd64": "349ac8fba6ff65d6247043f1750cdcb518ec5d500ef91463a10d37c0ccdf3702",
         "arm64": "7e1e8d69654941b7b7df84ee74c5f7fb09cce7d5496947fb7bf16b55ff427d10",
     },
-    "sources": "SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), cross-checked against "
-                "two independent public pins per architecture",
+    "sources": "SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), as quoted by independent "
+                "public pins (amd64: 4, arm64: 2; see skycompile/render.py)",
 }
 
 

@@ -25,6 +25,8 @@ _PATTERNS = {
                                  "Use letters, digits and '_', not starting with a digit."),
     "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$": ("is not a duration", "Write it like 30s, 5m or 2h."),
     "^[0-9]+(\\.[0-9]+)?[KMGTP]?$": ("is not a size", "Write it like 512M or 10G."),
+    "^\\S+$": ("contains a space or a line break",
+               "Write the name alone, e.g. us-east-1 or aws/us-east-1."),
     "^https?://[^\\s/]+(/[^\\s]*)?$": ("is not an http(s) URL",
                                        "Write it like https://s3.example.com:9000."),
 }

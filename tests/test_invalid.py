@@ -180,6 +180,10 @@ CASES = [
     case("endpoint-url-not-http", storage("name: mybucket\nconfig:\n  endpoint_url: ftp://x"),
          "task.yaml:5:21: file_mounts./data.config.endpoint_url: 'ftp://x' is not an http(s) "
          "URL. Write it like https://s3.example.com:9000."),
+    case("region-with-a-line-break",
+         'resources:\n  region: "us-east-1\\nx = y"\nfile_mounts:\n  /d:\n    name: mybucket\n',
+         "task.yaml:2:11: resources.region: 'us-east-1\\nx = y' contains a space or a line "
+         "break. Write the name alone, e.g. us-east-1 or aws/us-east-1."),
     case("drain-timeout-not-duration",
          storage("name: mybucket\nmode: MOUNT_CACHED\nconfig:\n  mount_cached:\n"
                  "    drain_timeout: soon"),

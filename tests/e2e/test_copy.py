@@ -58,3 +58,27 @@ def test_copy_gives_up_with_a_message_naming_the_mount(s3, node, compile_task):
     assert res.returncode != 0
     assert "giving up after 2 attempts" in res.stderr
     assert "cannot look up sc-m0:data/missing.txt (for /data)" in res.stderr
+
+
+def test_copies_into_home_belong_to_the_task_user(s3, node, compile_task):
+    data = s3.bucket("data")
+    (data / "train").mkdir()
+    (data / "train" / "a.txt").write_text("alpha\n")
+    node.sh("useradd --create-home alice", check=True)
+    [script] = compile_task("""
+file_mounts:
+  ~/datasets/train: s3://data/train
+  /srv/shared/train: s3://data/train
+run: |
+  echo more > ~/datasets/train/mine.txt
+  echo "home=$HOME user=$(id -un)"
+""", "--user", "alice")
+    res = node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "home=/home/alice user=alice\n"
+    owners = node.sh("stat -c '%U %n' /home/alice/datasets /home/alice/datasets/train "
+                     "/home/alice/datasets/train/a.txt /srv/shared /srv/shared/train/a.txt /srv",
+                     check=True).stdout.splitlines()
+    assert owners == ["alice /home/alice/datasets", "alice /home/alice/datasets/train",
+                      "alice /home/alice/datasets/train/a.txt", "alice /srv/shared",
+                      "alice /srv/shared/train/a.txt", "root /srv"]

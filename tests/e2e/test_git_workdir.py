@@ -181,8 +181,26 @@ def test_missing_commit_fails_clearly(node, compile_task):
     [script] = compile_task(task("deadbeef12"))
     res = node.script(script, "up")
     assert res.returncode == 1
-    assert f"commit deadbeef12 is not in {URL}" in res.stderr, res.stderr
+    assert f"deadbeef12 is neither a commit nor a branch of {URL}" in res.stderr, res.stderr
     assert (runs(node, "setup"), runs(node, "run")) == (0, 0)
+
+
+def test_branch_named_like_a_commit(node, compile_task):
+    """`cafe1234` looks like an abbreviated sha; as a branch it must still be checked out."""
+    make_repo(node)
+    git(node, """
+cd /srv/repo-src
+git checkout --quiet -b cafe1234 main
+echo hexbranch > version.txt
+git commit --quiet -am hexbranch
+git push --quiet origin cafe1234
+git checkout --quiet main
+""")
+    [script] = compile_task(task("cafe1234"))
+    res = node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert "version: hexbranch" in res.stdout
+    assert git(node, f"git -C {WORKDIR} rev-parse --abbrev-ref HEAD").strip() == "cafe1234"
 
 
 # --- re-runs ----------------------------------------------------------------------------
@@ -326,6 +344,8 @@ echo edited > {WORKDIR}/version.txt
                                                                     top.st_mtime_ns)
     if shape == "other-checkout":
         assert git(node, f"git -C {WORKDIR} remote get-url origin").strip() == OTHER_URL
+        status = node.script(script, "status").stdout
+        assert f"workdir: {WORKDIR}: NOT ours: a checkout of {OTHER_URL}" in status
 
 
 def test_empty_workdir_directory_is_used(node, compile_task):
@@ -338,6 +358,18 @@ def test_empty_workdir_directory_is_used(node, compile_task):
 
 
 # --- the task's user --------------------------------------------------------------------
+
+def test_empty_root_owned_workdir_is_handed_to_the_user(node, compile_task):
+    shas = make_repo(node)
+    node.sh("useradd --create-home alice && mkdir /home/alice/sky_workdir && "
+            "runuser -u alice -- git config --global --add safe.directory /srv/repo.git",
+            check=True)
+    [script] = compile_task(task("main"), "--user", "alice")
+    res = node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert head(node, "/home/alice/sky_workdir") == shas["two"]
+    assert node.sh("stat -c %U /home/alice/sky_workdir", check=True).stdout == "alice\n"
+
 
 def test_user_owns_checkout_and_runs_in_it(node, compile_task):
     shas = make_repo(node)

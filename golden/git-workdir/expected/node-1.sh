@@ -190,12 +190,16 @@ git_clone() {
   local -a args=(-c advice.detachedHead=false clone --quiet)
   if [[ -n $GIT_REF ]] && ! is_commit "$GIT_REF"; then args+=(--branch "$GIT_REF"); fi
   make_dir "$WORKDIR"
+  # An empty directory left by someone else: nothing in it to protect, and the user must own
+  # it to clone into it.
+  if [[ -n $NODE_USER ]] && dir_is_empty "$WORKDIR"; then chown -- "$NODE_USER:" "$WORKDIR"; fi
   log "cloning $GIT_URL${GIT_REF:+ at $GIT_REF} into $WORKDIR"
   retry git_auth "${args[@]}" -- "$GIT_URL" "$WORKDIR" ||
     die "git clone of $GIT_URL failed: check the URL, the network and, for a private repository, GIT_TOKEN"
   if is_commit "$GIT_REF"; then
-    as_user git -C "$WORKDIR" checkout --quiet --detach "$GIT_REF" ||
-      die "commit $GIT_REF is not in $GIT_URL"
+    # checkout, not --detach: a branch whose name looks like a commit (cafe1234) still works.
+    as_user git -C "$WORKDIR" checkout --quiet "$GIT_REF" -- ||
+      die "$GIT_REF is neither a commit nor a branch of $GIT_URL"
   fi
 }
 
@@ -408,9 +412,14 @@ cmd_status() {
 }
 
 workdir_status() {
-  local rev
+  local rev origin
   if [[ ! -d $WORKDIR/.git ]]; then
     echo "not cloned"
+    return 0
+  fi
+  origin=$(git -c safe.directory="$WORKDIR" -C "$WORKDIR" remote get-url origin 2>/dev/null) || origin=""
+  if [[ $origin != "$GIT_URL" ]]; then
+    echo "NOT ours: a checkout of ${origin:-another repository}"
     return 0
   fi
   rev=$(git -c safe.directory="$WORKDIR" -C "$WORKDIR" rev-parse --short HEAD 2>/dev/null) || rev="?"

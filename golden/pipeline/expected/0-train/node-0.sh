@@ -38,7 +38,7 @@ shopt -s inherit_errexit 2>/dev/null || true
   # Setup and run act as this user; "" means the invoking user (root under cloud-init).
   readonly NODE_USER=''
 
-  # rclone, pinned beside its URL. Checksums: 'SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), cross-checked against two independent public pins per architecture'
+  # rclone, pinned beside its URL. Checksums: 'SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), as quoted by independent public pins (amd64: 4, arm64: 2; see skycompile/render.py)'
   readonly RCLONE_VERSION='v1.75.2'
   readonly RCLONE_BASE_URL='https://downloads.rclone.org'
   readonly RCLONE_SHA256_AMD64='349ac8fba6ff65d6247043f1750cdcb518ec5d500ef91463a10d37c0ccdf3702'
@@ -200,7 +200,10 @@ dir_is_empty() {
 install_pkgs() {
   log "installing $*"
   if command -v apt-get >/dev/null 2>&1; then
-    retry apt_get update -q || die "apt-get update failed: check the node's package mirrors and network"
+    if ((!APT_UPDATED)); then
+      retry apt_get update -q || die "apt-get update failed: check the node's package mirrors and network"
+      APT_UPDATED=1
+    fi
     retry apt_get install -y -q --no-install-recommends "$@" ||
       die "could not install $* with apt-get: check the node's package mirrors and network"
   elif command -v dnf >/dev/null 2>&1; then
@@ -211,6 +214,8 @@ install_pkgs() {
     die "cannot install $*: no apt-get, dnf or yum on this node; install it by hand and re-run"
   fi
 }
+
+APT_UPDATED=0
 
 # Under cloud-init, unattended-upgrades often holds the dpkg lock at boot: wait for it.
 apt_get() {
