@@ -122,3 +122,20 @@ def test_killed_rclone_pending_uploads_resume_from_the_cache(s3, node, compile_t
     assert drained.returncode == 0, drained.stderr
     assert s3.objects("results") == {
         f"k{i}.txt": hashlib.sha256(f"kept {i}\n".encode()).hexdigest() for i in (1, 2, 3)}
+
+
+def test_persistent_upload_errors_end_drain_before_its_timeout(s3, node, compile_task):
+    """rclone retries a failing upload forever and its erroredFiles stays 0: drain must see
+    the retries (vfs/queue tries) and give up long before a 10-minute timeout, naming the
+    file, and the run's own success must not hide it."""
+    s3.bucket("results")
+    [script] = compile_task(task("echo lost > /out/doomed.txt", write_back="1s"))
+    # the bucket vanishes under the mount (as when it is deleted or access is revoked)
+    res = node.script(script, "up", "--no-run")
+    assert res.returncode == 0, res.stderr
+    s3.client().delete_bucket(Bucket="results")
+    up = node.script(script, "up", timeout=400)
+    assert up.returncode != 0
+    assert "uploads keep failing" in up.stderr, up.stderr
+    assert "doomed.txt (upload tries:" in up.stderr
+    assert "up: the task finished, but some uploads did not reach the bucket" in up.stderr
