@@ -193,6 +193,7 @@ def options(args: argparse.Namespace) -> Options:
         envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
         num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
         storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST", ""),
+        azure_connection_string=os.environ.get("AZURE_STORAGE_CONNECTION_STRING", ""),
         managed_bucket=args.bucket, node_user=_node_user(args.node_user),
         node_ips=_node_ips(args.node_ips), rclone_mirror=_mirror(args.rclone_mirror),
         rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),

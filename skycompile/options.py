@@ -5,7 +5,7 @@ pure phases read only this, never `os.environ`, the clock or the current directo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -22,6 +22,9 @@ class Options:
     store: str | None = None  # --store: default store when neither task nor resources say
     endpoint_url: str = ""  # --endpoint-url, else AWS_ENDPOINT_URL
     storage_emulator_host: str = ""  # STORAGE_EMULATOR_HOST: gcs storages use that emulator
+    # AZURE_STORAGE_CONNECTION_STRING: azure storages use Azurite when it names it. Not in
+    # repr: a real one holds an account key.
+    azure_connection_string: str = field(default="", repr=False)
     managed_bucket: str | None = None  # --bucket: where local workdir/file_mounts travel
     node_user: str = ""  # --user: who runs setup/run on the node ("" = the caller)
     node_ips: tuple[str, ...] = ()  # --node-ips: SKYPILOT_NODE_IPS, node 0 first
@@ -29,5 +32,5 @@ class Options:
     rclone_sha256: tuple[tuple[str, str], ...] = ()  # --rclone-sha256 ARCH=HEX (mirror's own)
     # --embed-credentials: keys from this environment (and ~/.aws etc.) go into the scripts
     embed_credentials: bool = False
-    credential_env: tuple[tuple[str, str], ...] = ()
+    credential_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     recompile: str = ""  # the command line to put in the header

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import stores
-from .stores import gcs
+from .stores import azure, gcs
 from .errors import Problem
 from .ir import LocalSource, Mode, MountConfig, NodePath
 from .load import Document
@@ -220,6 +220,23 @@ def endpoint_for(ctx: Ctx, store: stores.Store, config: dict, path: tuple) -> st
                            "GCS emulator, or unset it to use Google Cloud Storage.")
             return ""
         note = f"gcs storages use the emulator at {endpoint} (STORAGE_EMULATOR_HOST), anonymously"
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return endpoint
+    if store.name == "azure" and ctx.opts.azure_connection_string:
+        # Likewise the only source of an azure endpoint: azure.rclone_remote takes it for Azurite.
+        try:
+            endpoint = azure.emulator_endpoint(ctx.opts.azure_connection_string) or ""
+        except ValueError as e:
+            ctx.flag_error("AZURE_STORAGE_CONNECTION_STRING", str(e),
+                           "Set it to Azurite's (UseDevelopmentStorage=true, or AccountName="
+                           "devstoreaccount1 with BlobEndpoint=http://HOST:PORT/devstoreaccount1), "
+                           "or unset it to use Azure.")
+            return ""
+        note = (f"azure storages use the Azurite emulator at {endpoint} "
+                "(AZURE_STORAGE_CONNECTION_STRING), whatever account their URI names" if endpoint
+                else "AZURE_STORAGE_CONNECTION_STRING names no Azurite emulator: ignored "
+                "(azure storages use the node's credentials)")
         if note not in ctx.notes:
             ctx.notes.append(note)
         return endpoint

@@ -46,6 +46,7 @@ def cli(monkeypatch, capsys):
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
     return run
 
 

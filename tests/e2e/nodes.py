@@ -363,3 +363,99 @@ class GCSServer:
         """key -> sha256 of every object under prefix, read through the JSON API."""
         return {key: hashlib.sha256(self.read(bucket, key)).hexdigest()
                 for key in self.keys(bucket, prefix)}
+
+
+# --- the Azure Blob emulator -----------------------------------------------------------
+
+AZURITE_PIN = "3.35.0"  # .ci/run installs it; the newest release whose engines allow Node 20
+AZURITE_DIR = Path("/opt/azurite")
+
+
+def azurite_binary() -> str:
+    """`azurite-blob` of npm's `azurite`: $AZURITE_BIN, else .ci/run's /opt/azurite, else PATH."""
+    def runnable(path: str) -> bool:
+        return Path(path).is_file() and os.access(path, os.X_OK)
+
+    named = os.environ.get("AZURITE_BIN", "")
+    if named:
+        if not runnable(named):
+            pytest.fail(f"AZURITE_BIN={named} is not an executable file (an azurite-blob)")
+        return named
+    for candidate in (str(AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"),
+                      shutil.which("azurite-blob") or ""):
+        if candidate and runnable(candidate):
+            return candidate
+    pytest.fail(f"azurite-blob is missing: run `npm install --prefix {AZURITE_DIR} --save-exact "
+                f"azurite@{AZURITE_PIN}` (as .ci/run does; needs node and npm), or point "
+                "AZURITE_BIN at an azurite-blob executable")
+
+
+class AzuriteServer:
+    """npm `azurite` (Microsoft's Azure Storage emulator), its blob service alone on a free
+    loopback port, its data in a directory, telemetry off. Its one account, devstoreaccount1,
+    answers at ENDPOINT = http://127.0.0.1:PORT/devstoreaccount1; `connection_string` is what
+    Azure's SDKs (and skycompile) read from AZURE_STORAGE_CONNECTION_STRING. The access log
+    (not --silent) goes to `log`: one line per request."""
+
+    ACCOUNT = "devstoreaccount1"
+    KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
+           "K1SZFPTOtr/KBHBeksoGMGw==")  # Azurite's public development key
+
+    def __init__(self, root: Path, log: Path):
+        self.root = root
+        self.log = log
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}/{self.ACCOUNT}"
+        self.connection_string = (f"DefaultEndpointsProtocol=http;AccountName={self.ACCOUNT};"
+                                  f"AccountKey={self.KEY};BlobEndpoint={self.endpoint};")
+        self.proc: subprocess.Popen | None = None
+        root.mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        assert self.proc is None
+        binary = azurite_binary()
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                 "--location", str(self.root), "--skipApiVersionCheck", "--disableTelemetry"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, "azurite-blob", timeout=60)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def client(self):
+        try:
+            from azure.storage.blob import BlobServiceClient
+        except ImportError:
+            pytest.fail("azure-storage-blob is missing: pip install -e '.[test]'")
+        return BlobServiceClient.from_connection_string(self.connection_string)
+
+    def create_container(self, name: str) -> None:
+        self.client().create_container(name)
+
+    def put(self, container: str, key: str, data: bytes | str) -> None:
+        self.client().get_blob_client(container, key).upload_blob(
+            data.encode() if isinstance(data, str) else data, overwrite=True)
+
+    def read(self, container: str, key: str) -> bytes:
+        return self.client().get_blob_client(container, key).download_blob().readall()
+
+    def keys(self, container: str, prefix: str = "") -> list[str]:
+        blobs = self.client().get_container_client(container).list_blobs(
+            name_starts_with=prefix or None)
+        return sorted(b.name for b in blobs)
+
+    def downloads(self) -> int:
+        """Blob downloads served so far: GETs of a blob (listings carry a query), from the
+        access log."""
+        import re
+        return len(re.findall(rf'"GET /{self.ACCOUNT}/[^/?\s]+/[^?\s]+ HTTP/[0-9.]+" 20[06] ',
+                              self.log.read_text()))

@@ -43,7 +43,8 @@ run: |
 
 
 def task(ref: str | None = None, url: str = URL) -> str:
-    return TASK.format(url=url, ref_line=f"\n  ref: {ref}" if ref is not None else "")
+    # quoted: an abbreviated sha can be all digits, which YAML reads as a number
+    return TASK.format(url=url, ref_line=f"\n  ref: '{ref}'" if ref is not None else "")
 
 
 def git(node, script: str, **kw) -> str:
