@@ -256,3 +256,24 @@ def test_bad_emulator_connection_string_is_bad_input(value, message, compile_az)
     # Only azure storages read it: an S3 task compiles whatever it says.
     [script], _ = compile_az("file_mounts:\n  /a: s3://sc-s3-bucket\nrun: echo ok\n", conn=value)
     assert "azureblob" not in script
+
+
+def test_mount_cached_drains_into_the_container(azurite, az_node, compile_az):
+    azurite.create_container("sc-az-out")
+    [script], _ = compile_az("""
+name: az-cached
+file_mounts:
+  /out:
+    name: sc-az-out
+    store: azure
+    mode: MOUNT_CACHED
+run: |
+  for i in $(seq 1 20); do echo "result $i" > /out/r$i.txt; done
+  head -c 30000000 /dev/zero > /out/zeros.bin
+""", conn=azurite.connection_string)
+    res = az_node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert "every closed file is in the bucket" in res.stderr
+    assert azurite.keys("sc-az-out") == sorted([f"r{i}.txt" for i in range(1, 21)] + ["zeros.bin"])
+    assert azurite.read("sc-az-out", "r7.txt") == b"result 7\n"
+    assert azurite.read("sc-az-out", "zeros.bin") == bytes(30_000_000)

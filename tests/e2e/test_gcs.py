@@ -215,3 +215,23 @@ def test_bad_storage_emulator_host_is_bad_input(value, compile_gcs):
     [script], _ = compile_gcs("file_mounts:\n  /a: s3://sc-s3-bucket\nrun: echo ok\n",
                               emulator=value)
     assert "google cloud storage" not in script
+
+
+def test_mount_cached_drains_into_the_bucket(gcs, gcs_node, compile_gcs):
+    gcs.create_bucket("sc-gcs-out")
+    [script], _ = compile_gcs("""
+name: gcs-cached
+file_mounts:
+  /out:
+    source: gs://sc-gcs-out/run1
+    mode: MOUNT_CACHED
+run: |
+  for i in $(seq 1 20); do echo "result $i" > /out/r$i.txt; done
+  head -c 3000000 /dev/zero > /out/zeros.bin
+""", emulator=gcs.endpoint)
+    res = gcs_node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert "every closed file is in the bucket" in res.stderr
+    expected = {f"run1/r{i}.txt": sha(f"result {i}\n".encode()) for i in range(1, 21)}
+    expected["run1/zeros.bin"] = sha(bytes(3_000_000))
+    assert gcs.objects("sc-gcs-out") == expected
