@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = run(argv)
     except SkycompileError as e:
-        print(f"skycompile: error: {e}" if isinstance(e, UsageError) else str(e), file=sys.stderr)
+        print(str(e) if isinstance(e, TaskError) else f"skycompile: error: {e}", file=sys.stderr)
         code = e.exit_code
     except KeyboardInterrupt:
         code = 130

@@ -26,10 +26,9 @@ def test_wheel_installs_and_compiles(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     (work / "task.yaml").write_text((ROOT / "golden" / "s3-mount" / "task.yaml").read_text())
-    run = subprocess.run([venv / "bin" / "skycompile", "task.yaml", "-o", "boot.sh"], cwd=work,
-                         capture_output=True, text=True, env={"PATH": "/usr/bin:/bin",
-                                                               "HOME": str(work),
-                                                               "SKYCOMPILE_USER": "tester"})
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "SKYCOMPILE_USER": "tester"}
+    run = subprocess.run([venv / "bin" / "skycompile", "task.yaml", "-o", "boot.sh",
+                          "--dry-run"], cwd=work, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
     script = (work / "boot.sh").read_text()
     assert script.startswith("#!/usr/bin/env bash")
@@ -37,6 +36,14 @@ def test_wheel_installs_and_compiles(tmp_path):
     # only the header's recompile line may differ (-o path)
     differing = [a for a, b in zip(script.splitlines(), expected.splitlines()) if a != b]
     assert len(differing) <= 1, differing
+    # a real run needs the store's SDK, an extra: said before anything is touched
+    (work / "boot.sh").unlink()
+    real = subprocess.run([venv / "bin" / "skycompile", "task.yaml", "-o", "boot.sh"], cwd=work,
+                          capture_output=True, text=True, env=env)
+    assert real.returncode == 1
+    assert real.stderr == ("skycompile: error: creating or filling s3 buckets needs boto3: pip install "
+                           "'skycompile[s3]'\n")
+    assert not (work / "boot.sh").exists()
     version = subprocess.run([venv / "bin" / "skycompile", "--version"], capture_output=True,
                              text=True)
     assert version.stdout.startswith("skycompile ")

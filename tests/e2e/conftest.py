@@ -91,3 +91,22 @@ def stage_uploads(args: list[str], s3: nodes.S3Server) -> None:
 
 def opts_tasks(args: list[str]) -> list[str]:
     return [a for a in args if a.endswith((".yaml", ".yml"))]
+
+
+@pytest.fixture
+def cli_run(capsys):
+    """The CLI in-process: cli_run(*args) -> (code, out, err)."""
+    from types import SimpleNamespace
+
+    from skycompile.cli import main
+
+    def run(*args: str):
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        captured = capsys.readouterr()
+        return SimpleNamespace(code=code, out=captured.out, err=captured.err)
+    return run

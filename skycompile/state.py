@@ -1,0 +1,132 @@
+"""The local state: one SQLite file in the user's state directory.
+
+It records the buckets skycompile created (what `skycompile storage ls` shows and what a
+re-run may reuse) and a hash cache, so a re-sync of an unchanged tree reads no file
+contents. Several skycompile processes may use it at once: WAL journal, a busy timeout,
+and short transactions.
+
+The schema has a version (`PRAGMA user_version`); `MIGRATIONS[i]` takes version i to i+1.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MIGRATIONS = [
+    """
+    CREATE TABLE buckets (
+        store TEXT NOT NULL,
+        endpoint TEXT NOT NULL,  -- '' for the store's own service
+        name TEXT NOT NULL,
+        region TEXT NOT NULL,
+        created REAL NOT NULL,   -- unix time
+        command TEXT NOT NULL,   -- the skycompile command line that created it
+        status TEXT NOT NULL,    -- INIT, UPLOAD_FAILED, READY
+        persistent INTEGER NOT NULL,
+        PRIMARY KEY (store, endpoint, name)
+    );
+    CREATE TABLE hashes (
+        path TEXT PRIMARY KEY,   -- absolute, resolved
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        etags TEXT NOT NULL,     -- space-separated: the S3 ETags this content may have
+        sha256 TEXT NOT NULL
+    );
+    """,
+]
+
+
+def state_dir() -> Path:
+    """$SKYCOMPILE_STATE_DIR, else the platform's user state directory."""
+    override = os.environ.get("SKYCOMPILE_STATE_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+    return Path(platformdirs.user_state_dir("skycompile", appauthor=False))
+
+
+@dataclass(frozen=True)
+class BucketRecord:
+    store: str
+    endpoint: str
+    name: str
+    region: str
+    created: float
+    command: str
+    status: str
+    persistent: bool
+
+
+class State:
+    def __init__(self, path: Path | None = None):
+        self.path = path or state_dir() / "state.db"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise RuntimeError(f"{self.path} was written by a newer skycompile "
+                                   f"(schema {version}); upgrade skycompile")
+            for i in range(version, len(MIGRATIONS)):
+                for statement in filter(str.strip, MIGRATIONS[i].split(";")):
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- buckets ---
+    def bucket(self, store: str, endpoint: str, name: str) -> BucketRecord | None:
+        row = self.db.execute("SELECT * FROM buckets WHERE store=? AND endpoint=? AND name=?",
+                              (store, endpoint, name)).fetchone()
+        return BucketRecord(*row[:7], bool(row[7])) if row else None
+
+    def buckets(self) -> list[BucketRecord]:
+        rows = self.db.execute("SELECT * FROM buckets ORDER BY created, name").fetchall()
+        return [BucketRecord(*r[:7], bool(r[7])) for r in rows]
+
+    def record_bucket(self, store: str, endpoint: str, name: str, region: str, command: str,
+                      persistent: bool, status: str = "INIT") -> None:
+        self.db.execute(
+            "INSERT INTO buckets VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (store, endpoint, name) "
+            "DO UPDATE SET status=excluded.status, persistent=excluded.persistent",
+            (store, endpoint, name, region, time.time(), command, status, int(persistent)))
+
+    def set_status(self, store: str, endpoint: str, name: str, status: str) -> None:
+        self.db.execute("UPDATE buckets SET status=? WHERE store=? AND endpoint=? AND name=?",
+                        (status, store, endpoint, name))
+
+    def forget_bucket(self, store: str, endpoint: str, name: str) -> None:
+        self.db.execute("DELETE FROM buckets WHERE store=? AND endpoint=? AND name=?",
+                        (store, endpoint, name))
+
+    # --- hash cache ---
+    def cached_hashes(self, path: str, st: os.stat_result) -> tuple[str, str] | None:
+        """(etags, sha256) of `path` if it is unchanged since they were computed."""
+        row = self.db.execute("SELECT size, mtime_ns, inode, etags, sha256 FROM hashes "
+                              "WHERE path=?", (path,)).fetchone()
+        if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
+            return row[3], row[4]
+        return None
+
+    def store_hashes(self, rows: list[tuple[str, os.stat_result, str, str]]) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(
+            "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)",
+            [(p, st.st_size, st.st_mtime_ns, st.st_ino, tags, sha) for p, st, tags, sha in rows])
+        self.db.execute("COMMIT")
