@@ -94,19 +94,40 @@ def opts_tasks(args: list[str]) -> list[str]:
 
 
 @pytest.fixture
-def cli_run(capsys):
-    """The CLI in-process: cli_run(*args) -> (code, out, err)."""
-    from types import SimpleNamespace
-
+def compile_with_env(tmp_path, monkeypatch, capsys):
+    """compile_with_env(yaml_text, *flags, env={VAR: value or None}, code=0) ->
+    (scripts, plan and messages), compiled by the real CLI with VAR set (None: unset). With
+    `code=N` the compile must exit N; then it returns ([], stderr) and nothing was written."""
     from skycompile.cli import main
 
-    def run(*args: str):
+    monkeypatch.setenv("SKYCOMPILE_USER", "tester")
+    for name in ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "AZURE_STORAGE_CONNECTION_STRING",
+                 "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    counter = iter(range(1000))
+
+    def run(text: str, *flags: str, env: dict[str, str | None], code: int = 0):
+        for name, value in env.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        n = next(counter)
+        task = tmp_path / f"task{n}.yaml"
+        task.write_text(text)
+        out = tmp_path / f"out{n}"
+        args = [str(task), "-o", f"{out}/", "--dry-run", *flags]
         capsys.readouterr()
         try:
-            main(list(args))
-            code = 0
+            main(args)
+            exit_code = 0
         except SystemExit as e:
-            code = e.code or 0
+            exit_code = e.code or 0
         captured = capsys.readouterr()
-        return SimpleNamespace(code=code, out=captured.out, err=captured.err)
+        assert exit_code == code, f"skycompile {' '.join(args)} exited {exit_code}:\n{captured.err}"
+        if code:
+            assert not out.exists()
+            return [], captured.err
+        return [p.read_text() for p in sorted(out.glob("node-*.sh"))], captured.out + captured.err
+
     return run

@@ -73,26 +73,29 @@ def preflight() -> None:
 
 # --- the S3 server ---------------------------------------------------------------------
 
-class S3Server:
-    """`rclone serve s3` over a directory: every top-level directory is a bucket. Stop and
-    start it again on the same port and data to simulate an outage."""
+class Server:
+    """A server process on a free loopback port, its output in `log`; `command()` says what
+    to run. Stop and start again on the same port and data to simulate an outage."""
+
+    name = "server"
+    start_timeout = 20.0
 
     def __init__(self, root: Path, log: Path):
         self.root = root
         self.log = log
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
-        self.endpoint = f"http://127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
 
     def start(self) -> None:
         assert self.proc is None
-        self.proc = subprocess.Popen(
-            [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
-             "--auth-key", f"{KEY},{SECRET}", "--log-file", str(self.log), "-v",
-             str(self.root)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, "rclone serve s3")
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), cwd=self.root, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, self.name, self.start_timeout)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -103,6 +106,21 @@ class S3Server:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+
+
+class S3Server(Server):
+    """`rclone serve s3` over a directory: every top-level directory is a bucket. Stop and
+    start it again on the same port and data to simulate an outage."""
+
+    name = "rclone serve s3"
+
+    def __init__(self, root: Path, log: Path):
+        super().__init__(root, log)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [rclone_binary(), "serve", "s3", "--addr", f"127.0.0.1:{self.port}",
+                "--auth-key", f"{KEY},{SECRET}", "-v", str(self.root)]
 
     def bucket(self, name: str) -> Path:
         path = self.root / name
@@ -276,14 +294,17 @@ def rclone_zip(arch: str = "amd64", tamper: bool = False) -> bytes:
     return buf.getvalue()
 
 
-class Mirror:
+class Mirror(Server):
     """A directory laid out like downloads.rclone.org, served over http on loopback."""
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.port = free_port()
+    name = "http.server"
+
+    def __init__(self, root: Path, log: Path | None = None):
+        super().__init__(root, log or root.parent / f"{root.name}.log")
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port)]
 
     def publish(self, data: bytes, arch: str = "amd64") -> str:
         path = self.root / RCLONE_PIN / f"rclone-{RCLONE_PIN}-linux-{arch}.zip"
@@ -291,54 +312,24 @@ class Mirror:
         path.write_bytes(data)
         return hashlib.sha256(data).hexdigest()
 
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port)],
-            cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, self.proc, "http.server")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait()
-            self.proc = None
-
 
 # --- the GCS emulator ------------------------------------------------------------------
 
-class GCSServer:
+class GCSServer(Server):
     """PyPI `gcp-storage-emulator` on loopback, its data in a directory. Google's Python
     client works against it in full; rclone's gcs backend (anonymous, `endpoint` =
     ENDPOINT/storage/v1/) only for objects under 16 MiB: larger uploads are resumable in
     16 MiB chunks and fail with "unexpected 308 response status code"."""
 
+    name = "gcp-storage-emulator"
+
     def __init__(self, root: Path, log: Path):
-        self.root = root
-        self.log = log
-        self.port = free_port()
+        super().__init__(root, log)
         self.endpoint = f"http://127.0.0.1:{self.port}"  # the STORAGE_EMULATOR_HOST value
-        self.proc: subprocess.Popen | None = None
-        root.mkdir(parents=True, exist_ok=True)
 
-    def start(self) -> None:
-        assert self.proc is None
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gcp_storage_emulator", "--data-dir", str(self.root),
-                 "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, "gcp-storage-emulator")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "gcp_storage_emulator", "--data-dir", str(self.root),
+                "start", "--host", "127.0.0.1", "--port", str(self.port)]
 
     def client(self):
         from google.auth.credentials import AnonymousCredentials
@@ -390,7 +381,7 @@ def azurite_binary() -> str:
                 "AZURITE_BIN at an azurite-blob executable")
 
 
-class AzuriteServer:
+class AzuriteServer(Server):
     """npm `azurite` (Microsoft's Azure Storage emulator), its blob service alone on a free
     loopback port, its data in a directory, telemetry off. Its one account, devstoreaccount1,
     answers at ENDPOINT = http://127.0.0.1:PORT/devstoreaccount1; `connection_string` is what
@@ -401,35 +392,18 @@ class AzuriteServer:
     KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/"
            "K1SZFPTOtr/KBHBeksoGMGw==")  # Azurite's public development key
 
+    name = "azurite-blob"
+    start_timeout = 60.0
+
     def __init__(self, root: Path, log: Path):
-        self.root = root
-        self.log = log
-        self.port = free_port()
+        super().__init__(root, log)
         self.endpoint = f"http://127.0.0.1:{self.port}/{self.ACCOUNT}"
         self.connection_string = (f"DefaultEndpointsProtocol=http;AccountName={self.ACCOUNT};"
                                   f"AccountKey={self.KEY};BlobEndpoint={self.endpoint};")
-        self.proc: subprocess.Popen | None = None
-        root.mkdir(parents=True, exist_ok=True)
 
-    def start(self) -> None:
-        assert self.proc is None
-        binary = azurite_binary()
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                 "--location", str(self.root), "--skipApiVersionCheck", "--disableTelemetry"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc, "azurite-blob", timeout=60)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
+    def command(self) -> list[str]:
+        return [azurite_binary(), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                "--location", str(self.root), "--skipApiVersionCheck", "--disableTelemetry"]
 
     def client(self):
         try:

@@ -71,9 +71,9 @@ def test_first_upload_resync_and_one_change(env, s3):
     assert "workdir/src/m4.py" in s3.objects(bucket)
 
 
-def test_foreign_bucket_is_refused_before_any_upload(env, s3, cli_run):
+def test_foreign_bucket_is_refused_before_any_upload(env, s3, cli):
     s3.bucket("sc-applied-out")  # exists, not created by skycompile
-    res = cli_run("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
     assert res.code == 1
     assert ("s3 bucket sc-applied-out at " + s3.endpoint + " already exists and was not "
             "created by skycompile; to use it as it is, write `source: s3://sc-applied-out` "
@@ -81,17 +81,17 @@ def test_foreign_bucket_is_refused_before_any_upload(env, s3, cli_run):
     assert not Path("boot.sh").exists()
 
 
-def test_no_access_names_the_bucket(env, s3, cli_run, monkeypatch):
+def test_no_access_names_the_bucket(env, s3, cli, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
-    res = cli_run("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
     assert res.code == 1
     assert res.err.startswith("skycompile: error: cannot check s3 bucket sc-applied-out at ")
     assert "403: check that your credentials may access it" in res.err, res.err
     assert "Traceback" not in res.err
 
 
-def test_applied_task_runs_on_a_node(env, s3, cli_run, node):
-    res = cli_run("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
+def test_applied_task_runs_on_a_node(env, s3, cli, node):
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
     assert res.code == 0, res.err
     up = node.script(Path("boot.sh").read_text(), "up")
     assert up.returncode == 0, up.stderr

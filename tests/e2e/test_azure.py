@@ -32,41 +32,12 @@ def az_node(tmp_path):
 
 
 @pytest.fixture
-def compile_az(tmp_path, monkeypatch, capsys):
+def compile_az(compile_with_env):
     """compile_az(yaml_text, *flags, conn=STRING or None) -> (scripts, --dry-run plan),
     compiled by the real CLI with AZURE_STORAGE_CONNECTION_STRING set to `conn` (unset:
     None). With `code=N`, the compile must exit N; then it returns ([], stderr)."""
-    from skycompile.cli import main
-
-    monkeypatch.setenv("SKYCOMPILE_USER", "tester")
-    for name in ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "AZURE_STORAGE_KEY",
-                 "AZURE_STORAGE_ACCOUNT_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    counter = iter(range(1000))
-
     def run(text: str, *flags: str, conn: str | None, code: int = 0):
-        if conn is None:
-            monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
-        else:
-            monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
-        n = next(counter)
-        task = tmp_path / f"task{n}.yaml"
-        task.write_text(text)
-        out = tmp_path / f"out{n}"
-        args = [str(task), "-o", f"{out}/", "--dry-run", *flags]
-        capsys.readouterr()
-        try:
-            main(args)
-            exit_code = 0
-        except SystemExit as e:
-            exit_code = e.code or 0
-        captured = capsys.readouterr()
-        assert exit_code == code, f"skycompile {' '.join(args)} exited {exit_code}:\n{captured.err}"
-        if code:
-            assert not out.exists()
-            return [], captured.err
-        return [p.read_text() for p in sorted(out.glob("node-*.sh"))], captured.out + captured.err
-
+        return compile_with_env(text, *flags, env={"AZURE_STORAGE_CONNECTION_STRING": conn}, code=code)
     return run
 
 

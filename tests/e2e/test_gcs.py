@@ -31,39 +31,12 @@ def gcs_node(tmp_path):
 
 
 @pytest.fixture
-def compile_gcs(tmp_path, monkeypatch, capsys):
+def compile_gcs(compile_with_env):
     """compile_gcs(yaml_text, *flags, emulator=URL or None) -> (scripts, --dry-run plan),
     compiled by the real CLI with STORAGE_EMULATOR_HOST set to `emulator` (unset: None).
     With `code=N`, the compile must exit N; then it returns ([], stderr)."""
-    from skycompile.cli import main
-
-    monkeypatch.setenv("SKYCOMPILE_USER", "tester")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    counter = iter(range(1000))
-
     def run(text: str, *flags: str, emulator: str | None, code: int = 0):
-        if emulator is None:
-            monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-        else:
-            monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)
-        n = next(counter)
-        task = tmp_path / f"task{n}.yaml"
-        task.write_text(text)
-        out = tmp_path / f"out{n}"
-        args = [str(task), "-o", f"{out}/", "--dry-run", *flags]
-        capsys.readouterr()
-        try:
-            main(args)
-            exit_code = 0
-        except SystemExit as e:
-            exit_code = e.code or 0
-        captured = capsys.readouterr()
-        assert exit_code == code, f"skycompile {' '.join(args)} exited {exit_code}:\n{captured.err}"
-        if code:
-            assert not out.exists()
-            return [], captured.err
-        return [p.read_text() for p in sorted(out.glob("node-*.sh"))], captured.out
-
+        return compile_with_env(text, *flags, env={"STORAGE_EMULATOR_HOST": emulator}, code=code)
     return run
 
 
