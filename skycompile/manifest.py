@@ -3,16 +3,17 @@
 The manifest is the sorted list of (relative path, size, SHA-256); its own SHA-256 goes
 into the script header, so a changed source changes the script and `--check` sees it.
 
-Ignore rules here are the minimal ones (no `.git/`, no symlinks, which are never
-uploaded); the full `.skyignore` / `.gitignore` engine is the local-side issue's.
+A directory source lists what its ignore rules keep (`ignore.scan`: `.skyignore` with
+rsync's semantics, else git's); `.git` and symlinks are never uploaded, and the symlinks
+the rules would otherwise upload are reported. A single-file source is uploaded as named.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import ignore
 from .ir import LocalSource
 
 _CHUNK = 1 << 20
@@ -56,25 +57,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
-    files, links = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = os.path.relpath(dirpath, root)
-        keep = []
-        for d in sorted(dirnames):
-            rel = os.path.normpath(os.path.join(rel_dir, d))
-            if os.path.islink(os.path.join(dirpath, d)):
-                links.append(rel)
-            elif d != ".git":
-                keep.append(d)
-        dirnames[:] = keep
-        for f in filenames:
-            full = os.path.join(dirpath, f)
-            rel = os.path.normpath(os.path.join(rel_dir, f))
-            if os.path.islink(full):
-                links.append(rel)
-            elif os.path.isfile(full):
-                files.append((rel.replace(os.sep, "/"), Path(full)))
-    return files, links
+    found = ignore.scan(root)
+    return [(key, root / key) for key in found.files], list(found.symlinks)
 
 
 def build(sources: tuple[LocalSource, ...], layout: str) -> Manifest:
