@@ -16,6 +16,7 @@ from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
 from .options import Options
 from .plan import describe
+from .stores import emulator_envs
 from .stores import names as store_names
 
 DESCRIPTION = """\
@@ -192,8 +193,7 @@ def options(args: argparse.Namespace) -> Options:
         user=os.environ.get("SKYCOMPILE_USER") or getpass.getuser(),
         envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
         num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
-        storage_emulator_host=os.environ.get("STORAGE_EMULATOR_HOST", ""),
-        azure_connection_string=os.environ.get("AZURE_STORAGE_CONNECTION_STRING", ""),
+        emulators=tuple((var, os.environ[var]) for var in emulator_envs() if os.environ.get(var)),
         managed_bucket=args.bucket, node_user=_node_user(args.node_user),
         node_ips=_node_ips(args.node_ips), rclone_mirror=_mirror(args.rclone_mirror),
         rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import stores
-from .stores import azure, gcs
 from .errors import Problem
 from .ir import LocalSource, Mode, MountConfig, NodePath
 from .load import Document
@@ -210,40 +209,21 @@ def endpoint_for(ctx: Ctx, store: stores.Store, config: dict, path: tuple) -> st
         return config["endpoint_url"].rstrip("/")
     if store.s3_family and ctx.opts.endpoint_url:
         return ctx.opts.endpoint_url.rstrip("/")
-    if store.name == "gcs" and ctx.opts.storage_emulator_host:
-        # The only source of a gcs endpoint (config.endpoint_url is refused above), so
-        # gcs.rclone_remote may take every gcs endpoint for an emulator's (anonymous).
+    emulator = store.emulator
+    value = dict(ctx.opts.emulators).get(emulator.env, "") if emulator else ""
+    if value:
         try:
-            endpoint = gcs.emulator_endpoint(ctx.opts.storage_emulator_host)
+            endpoint = emulator.endpoint(value)
         except ValueError as e:
-            ctx.flag_error("STORAGE_EMULATOR_HOST", str(e), "Set it to http://HOST:PORT of a "
-                           "GCS emulator, or unset it to use Google Cloud Storage.")
+            ctx.flag_error(emulator.env, str(e), emulator.fix)
             return ""
-        note = f"gcs storages use the emulator at {endpoint} (STORAGE_EMULATOR_HOST), anonymously"
+        note = emulator.using.format(endpoint=endpoint) if endpoint else emulator.ignored
         if note not in ctx.notes:
             ctx.notes.append(note)
         return endpoint
-    if store.name == "azure" and ctx.opts.azure_connection_string:
-        # Likewise the only source of an azure endpoint: azure.rclone_remote takes it for Azurite.
-        try:
-            endpoint = azure.emulator_endpoint(ctx.opts.azure_connection_string) or ""
-        except ValueError as e:
-            ctx.flag_error("AZURE_STORAGE_CONNECTION_STRING", str(e),
-                           "Set it to Azurite's (UseDevelopmentStorage=true, or AccountName="
-                           "devstoreaccount1 with BlobEndpoint=http://HOST:PORT/devstoreaccount1), "
-                           "or unset it to use Azure.")
-            return ""
-        note = (f"azure storages use the Azurite emulator at {endpoint} "
-                "(AZURE_STORAGE_CONNECTION_STRING), whatever account their URI names" if endpoint
-                else "AZURE_STORAGE_CONNECTION_STRING names no Azurite emulator: ignored "
-                "(azure storages use the node's credentials)")
-        if note not in ctx.notes:
-            ctx.notes.append(note)
-        return endpoint
-    if store.name == "r2":
-        ctx.error(path, "an r2 storage needs the account endpoint",
-                  "Set config.endpoint_url: https://ACCOUNT_ID.r2.cloudflarestorage.com "
-                  "or pass --endpoint-url.")
+    if store.needs_endpoint:
+        ctx.error(path, f"an {store.name} storage needs the account endpoint",
+                  f"Set config.endpoint_url: {store.needs_endpoint} or pass --endpoint-url.")
     return ""
 
 

@@ -33,6 +33,19 @@ class BucketRef:
 
 
 @dataclass(frozen=True)
+class Emulator:
+    """A local emulator of the store, named at compile time by the environment variable its
+    own clients read. The endpoint it yields is the store's only source of an endpoint
+    besides none, so `rclone_remote` may turn any endpoint into emulator settings."""
+
+    env: str  # e.g. STORAGE_EMULATOR_HOST
+    endpoint: Callable[[str], str]  # value -> base URL; "" if it names no emulator; ValueError
+    fix: str  # what to set, for a malformed value
+    using: str  # plan note, "{endpoint}" filled in
+    ignored: str = ""  # plan note when the value names no emulator
+
+
+@dataclass(frozen=True)
 class Store:
     name: str  # the `store:` value, lower case
     schemes: tuple[str, ...]  # URI schemes this store owns ("s3", "gs", "https")
@@ -48,6 +61,8 @@ class Store:
     # store has no keys to embed (its remote never uses env_auth).
     credentials: Callable[..., dict[str, str]] | None
     notes: tuple[str, ...] = field(default=())
+    emulator: Emulator | None = None
+    needs_endpoint: str = ""  # no default service: endpoint_url is required (an example URL)
 
 
 _MODULES = ("s3", "gcs", "azure", "r2", "ibm", "oci")
@@ -64,6 +79,11 @@ def _load() -> dict[str, Store]:
 
 def all_stores() -> list[Store]:
     return list(_load().values())
+
+
+def emulator_envs() -> list[str]:
+    """The environment variables that may point a store at an emulator."""
+    return [s.emulator.env for s in _load().values() if s.emulator]
 
 
 def names() -> list[str]:

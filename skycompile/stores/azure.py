@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from . import BucketRef, Store, UriError, check_prefix, hyphen_name_problems
+from . import (BucketRef, Emulator, Store, UriError, check_prefix,
+               hyphen_name_problems)
 from .credentials import azure_key
 
 _URI = re.compile(r"^https://([a-z0-9]{3,24})\.blob\.core\.windows\.net/([^/]*)(?:/(.*))?$")
@@ -39,9 +40,9 @@ EMULATOR_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/
 _HOST_PORT = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
 
-def emulator_endpoint(connection_string: str) -> str | None:
+def emulator_endpoint(connection_string: str) -> str:
     """`AZURE_STORAGE_CONNECTION_STRING` -> Azurite's blob endpoint
-    `http(s)://HOST[:PORT]/devstoreaccount1`, or None when the string names a real account
+    `http(s)://HOST[:PORT]/devstoreaccount1`, or "" when the string names a real account
     (skycompile then ignores it: azure storages keep the node's credentials).
 
     An emulator string is `UseDevelopmentStorage=true` (http://127.0.0.1:10000, as Azure's
@@ -58,7 +59,7 @@ def emulator_endpoint(connection_string: str) -> str | None:
             raise ValueError("DevelopmentStorageProxyUri is not supported")
         return f"http://127.0.0.1:10000/{EMULATOR_ACCOUNT}"
     if settings.get("accountname") != EMULATOR_ACCOUNT:
-        return None
+        return ""
     if settings.get("accountkey", EMULATOR_KEY) != EMULATOR_KEY:
         raise ValueError(f"AccountKey is not the public key of Azurite's {EMULATOR_ACCOUNT} "
                          "(the emulator's remote knows no other)")
@@ -107,4 +108,12 @@ STORE = Store(
     credentials=azure_key,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]",
+    emulator=Emulator(
+        env="AZURE_STORAGE_CONNECTION_STRING", endpoint=emulator_endpoint,
+        fix="Set it to Azurite's (UseDevelopmentStorage=true, or AccountName=devstoreaccount1 "
+            "with BlobEndpoint=http://HOST:PORT/devstoreaccount1), or unset it to use Azure.",
+        using="azure storages use the Azurite emulator at {endpoint} "
+              "(AZURE_STORAGE_CONNECTION_STRING), whatever account their URI names",
+        ignored="AZURE_STORAGE_CONNECTION_STRING names no Azurite emulator: ignored "
+                "(azure storages use the node's credentials)"),
 )

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from . import BucketRef, Store, check_prefix, dns_style_problems, split_bucket_path
+from . import (BucketRef, Emulator, Store, check_prefix, dns_style_problems,
+               split_bucket_path)
 from .credentials import gcs_service_account
 
 
@@ -62,4 +63,10 @@ STORE = Store(
     credentials=gcs_service_account,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="gs://BUCKET[/PREFIX]",
+    emulator=Emulator(
+        env="STORAGE_EMULATOR_HOST", endpoint=emulator_endpoint,
+        fix="Set it to http://HOST:PORT of a GCS emulator, or unset it to use Google Cloud "
+            "Storage.",
+        using="gcs storages use the emulator at {endpoint} (STORAGE_EMULATOR_HOST), "
+              "anonymously"),
 )

@@ -33,5 +33,6 @@ STORE = Store(
     credentials=r2_keys,
     bucket_name_problems=hyphen_name_problems, rclone_remote=rclone_remote,
     uri_hint="r2://BUCKET[/PREFIX]",
+    needs_endpoint="https://ACCOUNT_ID.r2.cloudflarestorage.com",
     notes=("needs the account endpoint: config.endpoint_url or --endpoint-url",),
 )
