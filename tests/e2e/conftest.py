@@ -12,11 +12,25 @@ def _preflight():
 
 
 @pytest.fixture
-def s3(tmp_path):
-    server = nodes.S3Server(tmp_path / "s3-data", tmp_path / "s3.log")
-    server.start()
-    yield server
-    server.stop()
+def serve(tmp_path):
+    """serve(ServerClass, name) -> a started server with its data in tmp_path/NAME-data and
+    its log in tmp_path/NAME.log, stopped after the test."""
+    started = []
+
+    def start(cls: type[nodes.Server], name: str) -> nodes.Server:
+        server = cls(tmp_path / f"{name}-data", tmp_path / f"{name}.log")
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def s3(serve) -> nodes.S3Server:
+    return serve(nodes.S3Server, "s3")
 
 
 @pytest.fixture
@@ -38,6 +52,15 @@ def make_node(tmp_path, s3):
 @pytest.fixture
 def node(make_node):
     return make_node()
+
+
+@pytest.fixture
+def plain_node(tmp_path):
+    """A node without any credentials or emulator settings: whatever reaches a server was
+    baked into the script at compile time."""
+    node = nodes.Node("plain-node", tmp_path).start()
+    yield node
+    node.stop()
 
 
 @pytest.fixture

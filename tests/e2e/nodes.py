@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -276,6 +277,19 @@ def _children(pid: int) -> list[int]:
             out += [int(x) for x in (task / "children").read_text().split()]
         except OSError:
             pass
+    return out
+
+
+def rclone_remotes(script: str) -> list[dict[str, str]]:
+    """The rclone remotes a generated script writes, from its RCLONE_CONF_LINES array."""
+    body = re.search(r"RCLONE_CONF_LINES=\(\n(.*?)\n\s*\)\n", script, re.S).group(1)
+    out: list[dict[str, str]] = []
+    for line in re.findall(r"'([^']*)'", body):
+        if line.startswith("["):
+            out.append({})
+        elif line:
+            key, _, value = line.partition(" = ")
+            out[-1][key] = value
     return out
 
 

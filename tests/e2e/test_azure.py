@@ -5,7 +5,6 @@ changes nothing and never reaches the scripts."""
 from __future__ import annotations
 
 import hashlib
-import re
 
 import pytest
 
@@ -15,20 +14,8 @@ ACCOUNT = nodes.AzuriteServer.ACCOUNT
 
 
 @pytest.fixture
-def azurite(tmp_path):
-    server = nodes.AzuriteServer(tmp_path / "azurite-data", tmp_path / "azurite.log")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def az_node(tmp_path):
-    """A node without any Azure credentials or connection string: whatever reaches Azurite
-    was baked into the script at compile time."""
-    node = nodes.Node("az-node", tmp_path).start()
-    yield node
-    node.stop()
+def azurite(serve):
+    return serve(nodes.AzuriteServer, "azurite")
 
 
 @pytest.fixture
@@ -39,19 +26,6 @@ def compile_az(compile_with_env):
     def run(text: str, *flags: str, conn: str | None, code: int = 0):
         return compile_with_env(text, *flags, env={"AZURE_STORAGE_CONNECTION_STRING": conn}, code=code)
     return run
-
-
-def remotes(script: str) -> list[dict[str, str]]:
-    """The rclone remotes a script writes, from its RCLONE_CONF_LINES array."""
-    body = re.search(r"RCLONE_CONF_LINES=\(\n(.*?)\n\s*\)\n", script, re.S).group(1)
-    out: list[dict[str, str]] = []
-    for line in re.findall(r"'([^']*)'", body):
-        if line.startswith("["):
-            out.append({})
-        elif line:
-            key, _, value = line.partition(" = ")
-            out[-1][key] = value
-    return out
 
 
 def body(script: str) -> str:
@@ -70,7 +44,7 @@ def uri(container: str, path: str = "", account: str = ACCOUNT) -> str:
 BLOB = bytes(range(256)) * 4096  # 1 MiB, binary
 
 
-def test_copy_prefix_and_single_blob(azurite, az_node, compile_az):
+def test_copy_prefix_and_single_blob(azurite, plain_node, compile_az):
     azurite.create_container("sc-az-data")
     azurite.put("sc-az-data", "train/a.txt", "alpha\n")
     azurite.put("sc-az-data", "train/sub/b.bin", BLOB)
@@ -90,32 +64,32 @@ run: echo ran
 """, conn=azurite.connection_string)
     assert f"endpoint {azurite.endpoint}" in plan
     assert "Azurite emulator" in plan and "AZURE_STORAGE_CONNECTION_STRING" in plan
-    assert remotes(script) == [{"type": "azureblob", "use_emulator": "true",
+    assert nodes.rclone_remotes(script) == [{"type": "azureblob", "use_emulator": "true",
                                 "endpoint": azurite.endpoint}] * 2
     assert azurite.KEY not in script  # rclone knows the emulator key itself
 
-    res = az_node.script(script, "up")
+    res = plain_node.script(script, "up")
     assert res.returncode == 0, res.stderr
-    assert az_node.path("/data/train/a.txt").read_text() == "alpha\n"
-    assert az_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
-    assert not az_node.path("/data/train/config.json").exists()
-    assert not az_node.path("/data/other.txt").exists()
-    assert az_node.path("/etc/app/config.json").read_text() == '{"k": 1}\n'
+    assert plain_node.path("/data/train/a.txt").read_text() == "alpha\n"
+    assert plain_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
+    assert not plain_node.path("/data/train/config.json").exists()
+    assert not plain_node.path("/data/other.txt").exists()
+    assert plain_node.path("/etc/app/config.json").read_text() == '{"k": 1}\n'
     assert '{"k": 1}' in res.stdout and "ran" in res.stdout
-    conf = az_node.path("/etc/skycompile/az-copy/rclone.conf").read_text()
+    conf = plain_node.path("/etc/skycompile/az-copy/rclone.conf").read_text()
     assert "use_emulator = true" in conf and "env_auth" not in conf and "key" not in conf
     fetched = azurite.downloads()
     assert fetched == 3  # a.txt, b.bin, config.json
-    inode = az_node.path("/data/train/sub/b.bin").stat().st_ino
+    inode = plain_node.path("/data/train/sub/b.bin").stat().st_ino
 
-    again = az_node.script(script, "up")
+    again = plain_node.script(script, "up")
     assert again.returncode == 0, again.stderr
     assert azurite.downloads() == fetched  # the re-run transferred nothing
-    assert az_node.path("/data/train/sub/b.bin").stat().st_ino == inode
-    assert az_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
+    assert plain_node.path("/data/train/sub/b.bin").stat().st_ino == inode
+    assert plain_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
 
 
-def test_mount_reads_and_writes_through_to_the_container(azurite, az_node, compile_az):
+def test_mount_reads_and_writes_through_to_the_container(azurite, plain_node, compile_az):
     azurite.create_container("sc-az-shared")
     azurite.put("sc-az-shared", "input/words.txt", "one\ntwo\nthree\n")
     azurite.put("sc-az-shared", "input/blob.bin", BLOB)
@@ -134,9 +108,9 @@ run: |
   cat /shared/input/blob.bin /shared/input/blob.bin > /shared/out/double.bin
   echo "rank $SKYPILOT_NODE_RANK" > /shared/out/rank.txt
 """, conn=azurite.connection_string)
-    assert remotes(script) == [{"type": "azureblob", "use_emulator": "true",
+    assert nodes.rclone_remotes(script) == [{"type": "azureblob", "use_emulator": "true",
                                 "endpoint": azurite.endpoint}]
-    res = az_node.script(script, "up")
+    res = plain_node.script(script, "up")
     assert res.returncode == 0, res.stderr
     # close() returned, so the blobs are in the container, seen through Azure's own SDK.
     assert azurite.read("sc-az-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
@@ -144,25 +118,25 @@ run: |
     assert azurite.read("sc-az-shared", "out/rank.txt") == b"rank 0\n"
     assert azurite.keys("sc-az-shared") == ["input/blob.bin", "input/words.txt",
                                             "out/double.bin", "out/rank.txt", "out/upper.txt"]
-    mounted = az_node.sh("grep ' /shared ' /proc/self/mountinfo")
+    mounted = plain_node.sh("grep ' /shared ' /proc/self/mountinfo")
     assert "fuse.rclone sc-m0:sc-az-shared" in mounted.stdout
 
     # Written on the other side: the mount lists it (dir cache 2s by default).
     azurite.put("sc-az-shared", "input/late.txt", "late\n")
-    seen = az_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
+    seen = plain_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
                       "exec cat /shared/input/late.txt; sleep 0.2; done; exit 1")
     assert seen.returncode == 0 and seen.stdout == "late\n"
 
-    again = az_node.script(script, "up")
+    again = plain_node.script(script, "up")
     assert again.returncode == 0, again.stderr
     assert "already mounted" in again.stderr + again.stdout
     assert azurite.read("sc-az-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
     assert azurite.keys("sc-az-shared", "out/") == ["out/double.bin", "out/rank.txt",
                                                     "out/upper.txt"]
 
-    down = az_node.script(script, "down")
+    down = plain_node.script(script, "down")
     assert down.returncode == 0, down.stderr
-    assert az_node.sh("mountpoint -q /shared").returncode != 0
+    assert plain_node.sh("mountpoint -q /shared").returncode != 0
 
 
 TASK = f"""
@@ -178,7 +152,7 @@ REAL = {"type": "azureblob", "env_auth": "true", "account": "myaccount"}
 def test_emulator_only_when_the_connection_string_names_azurite(compile_az):
     # No variable: the azure remote is unchanged (the node's credentials, the URI's account).
     [real], plan = compile_az(TASK, conn=None)
-    assert remotes(real)[0] == REAL
+    assert nodes.rclone_remotes(real)[0] == REAL
     assert "use_emulator" not in real and "AZURE_STORAGE_CONNECTION_STRING" not in plan
 
     # A real account's connection string is ignored (said in the plan), its key goes nowhere.
@@ -194,7 +168,7 @@ def test_emulator_only_when_the_connection_string_names_azurite(compile_az):
     # --endpoint-url stays with the S3 family.
     [dev], plan = compile_az(TASK, "--endpoint-url", "http://127.0.0.1:9",
                              conn="UseDevelopmentStorage=true")
-    az_remote, s3_remote = remotes(dev)
+    az_remote, s3_remote = nodes.rclone_remotes(dev)
     assert az_remote == {"type": "azureblob", "use_emulator": "true",
                          "endpoint": f"http://127.0.0.1:10000/{ACCOUNT}"}
     assert s3_remote["endpoint"] == "http://127.0.0.1:9" and "use_emulator" not in s3_remote
@@ -203,7 +177,7 @@ def test_emulator_only_when_the_connection_string_names_azurite(compile_az):
     # the emulator remote as it is.
     [embedded], _ = compile_az(TASK.replace("  /b: s3://sc-s3-bucket/y\n", ""),
                                "--embed-credentials", conn="UseDevelopmentStorage=true")
-    assert remotes(embedded) == [az_remote]
+    assert nodes.rclone_remotes(embedded) == [az_remote]
 
 
 @pytest.mark.parametrize("value, message", [
@@ -229,7 +203,7 @@ def test_bad_emulator_connection_string_is_bad_input(value, message, compile_az)
     assert "azureblob" not in script
 
 
-def test_mount_cached_drains_into_the_container(azurite, az_node, compile_az):
+def test_mount_cached_drains_into_the_container(azurite, plain_node, compile_az):
     azurite.create_container("sc-az-out")
     [script], _ = compile_az("""
 name: az-cached
@@ -242,7 +216,7 @@ run: |
   for i in $(seq 1 20); do echo "result $i" > /out/r$i.txt; done
   head -c 30000000 /dev/zero > /out/zeros.bin
 """, conn=azurite.connection_string)
-    res = az_node.script(script, "up")
+    res = plain_node.script(script, "up")
     assert res.returncode == 0, res.stderr
     assert "every closed file is in the bucket" in res.stderr
     assert azurite.keys("sc-az-out") == sorted([f"r{i}.txt" for i in range(1, 21)] + ["zeros.bin"])

@@ -14,20 +14,8 @@ from . import nodes
 
 
 @pytest.fixture
-def gcs(tmp_path):
-    server = nodes.GCSServer(tmp_path / "gcs-data", tmp_path / "gcs.log")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def gcs_node(tmp_path):
-    """A node without any Google credentials and without STORAGE_EMULATOR_HOST: whatever
-    reaches the emulator was baked into the script at compile time."""
-    node = nodes.Node("gcs-node", tmp_path).start()
-    yield node
-    node.stop()
+def gcs(serve):
+    return serve(nodes.GCSServer, "gcs")
 
 
 @pytest.fixture
@@ -38,19 +26,6 @@ def compile_gcs(compile_with_env):
     def run(text: str, *flags: str, emulator: str | None, code: int = 0):
         return compile_with_env(text, *flags, env={"STORAGE_EMULATOR_HOST": emulator}, code=code)
     return run
-
-
-def remotes(script: str) -> list[dict[str, str]]:
-    """The rclone remotes a script writes, from its RCLONE_CONF_LINES array."""
-    body = re.search(r"RCLONE_CONF_LINES=\(\n(.*?)\n\s*\)\n", script, re.S).group(1)
-    out: list[dict[str, str]] = []
-    for line in re.findall(r"'([^']*)'", body):
-        if line.startswith("["):
-            out.append({})
-        elif line:
-            key, _, value = line.partition(" = ")
-            out[-1][key] = value
-    return out
 
 
 def downloads(gcs: nodes.GCSServer) -> int:
@@ -65,7 +40,7 @@ def sha(data: bytes) -> str:
 BLOB = bytes(range(256)) * 4096  # 1 MiB, binary
 
 
-def test_copy_prefix_and_single_object(gcs, gcs_node, compile_gcs):
+def test_copy_prefix_and_single_object(gcs, plain_node, compile_gcs):
     gcs.create_bucket("sc-gcs-data")
     gcs.put("sc-gcs-data", "train/a.txt", "alpha\n")
     gcs.put("sc-gcs-data", "train/sub/b.bin", BLOB)
@@ -83,30 +58,30 @@ run: echo ran
 """, emulator=gcs.endpoint)
     assert f"endpoint {gcs.endpoint}" in plan
     assert "STORAGE_EMULATOR_HOST" in plan
-    assert remotes(script) == [{
+    assert nodes.rclone_remotes(script) == [{
         "type": "google cloud storage", "anonymous": "true", "bucket_policy_only": "true",
         "endpoint": f"{gcs.endpoint}/storage/v1/"}] * 2
 
-    res = gcs_node.script(script, "up")
+    res = plain_node.script(script, "up")
     assert res.returncode == 0, res.stderr
-    assert gcs_node.path("/data/train/a.txt").read_text() == "alpha\n"
-    assert gcs_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
-    assert not gcs_node.path("/data/train/config.json").exists()
-    assert not gcs_node.path("/data/other.txt").exists()
-    assert gcs_node.path("/etc/app/config.json").read_text() == '{"k": 1}\n'
+    assert plain_node.path("/data/train/a.txt").read_text() == "alpha\n"
+    assert plain_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
+    assert not plain_node.path("/data/train/config.json").exists()
+    assert not plain_node.path("/data/other.txt").exists()
+    assert plain_node.path("/etc/app/config.json").read_text() == '{"k": 1}\n'
     assert '{"k": 1}' in res.stdout and "ran" in res.stdout
-    conf = gcs_node.path("/etc/skycompile/gcs-copy/rclone.conf").read_text()
+    conf = plain_node.path("/etc/skycompile/gcs-copy/rclone.conf").read_text()
     assert "anonymous = true" in conf and "env_auth" not in conf
     fetched = downloads(gcs)
     assert fetched == 3  # a.txt, b.bin, config.json
 
-    again = gcs_node.script(script, "up")
+    again = plain_node.script(script, "up")
     assert again.returncode == 0, again.stderr
     assert downloads(gcs) == fetched  # the re-run transferred nothing
-    assert gcs_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
+    assert plain_node.path("/data/train/sub/b.bin").read_bytes() == BLOB
 
 
-def test_mount_reads_and_writes_through_to_the_bucket(gcs, gcs_node, compile_gcs):
+def test_mount_reads_and_writes_through_to_the_bucket(gcs, plain_node, compile_gcs):
     gcs.create_bucket("sc-gcs-shared")
     gcs.put("sc-gcs-shared", "input/words.txt", "one\ntwo\nthree\n")
     gcs.put("sc-gcs-shared", "input/blob.bin", BLOB)
@@ -125,7 +100,7 @@ run: |
   cat /shared/input/blob.bin /shared/input/blob.bin > /shared/out/double.bin
   echo "rank $SKYPILOT_NODE_RANK" > /shared/out/rank.txt
 """, emulator=gcs.endpoint)
-    res = gcs_node.script(script, "up")
+    res = plain_node.script(script, "up")
     assert res.returncode == 0, res.stderr
     # close() returned, so the objects are in the bucket, seen through the JSON API.
     assert gcs.read("sc-gcs-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
@@ -133,23 +108,23 @@ run: |
     assert gcs.read("sc-gcs-shared", "out/rank.txt") == b"rank 0\n"
     assert gcs.keys("sc-gcs-shared") == ["input/blob.bin", "input/words.txt", "out/double.bin",
                                          "out/rank.txt", "out/upper.txt"]
-    mounted = gcs_node.sh("grep ' /shared ' /proc/self/mountinfo")
+    mounted = plain_node.sh("grep ' /shared ' /proc/self/mountinfo")
     assert "fuse.rclone sc-m0:sc-gcs-shared" in mounted.stdout
 
     # Written on the other side: the mount lists it (dir cache 2s by default).
     gcs.put("sc-gcs-shared", "input/late.txt", "late\n")
-    seen = gcs_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
+    seen = plain_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
                        "exec cat /shared/input/late.txt; sleep 0.2; done; exit 1")
     assert seen.returncode == 0 and seen.stdout == "late\n"
 
-    again = gcs_node.script(script, "up")
+    again = plain_node.script(script, "up")
     assert again.returncode == 0, again.stderr
     assert "already mounted" in again.stderr + again.stdout
     assert gcs.read("sc-gcs-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
 
-    down = gcs_node.script(script, "down")
+    down = plain_node.script(script, "down")
     assert down.returncode == 0, down.stderr
-    assert gcs_node.sh("mountpoint -q /shared").returncode != 0
+    assert plain_node.sh("mountpoint -q /shared").returncode != 0
 
 
 def test_emulator_only_when_storage_emulator_host_is_set(gcs, compile_gcs):
@@ -161,21 +136,21 @@ file_mounts:
 run: echo ok
 """
     [real], plan = compile_gcs(task, emulator=None)
-    gcs_remote, s3_remote = remotes(real)
+    gcs_remote, s3_remote = nodes.rclone_remotes(real)
     assert gcs_remote == {"type": "google cloud storage", "env_auth": "true",
                           "bucket_policy_only": "true"}
     assert "anonymous" not in real and "STORAGE_EMULATOR_HOST" not in plan
 
     # --endpoint-url is for the S3 family; STORAGE_EMULATOR_HOST for gcs only.
     [both], _ = compile_gcs(task, "--endpoint-url", "http://127.0.0.1:9", emulator=gcs.endpoint)
-    gcs_remote, s3_remote = remotes(both)
+    gcs_remote, s3_remote = nodes.rclone_remotes(both)
     assert gcs_remote["endpoint"] == f"{gcs.endpoint}/storage/v1/"
     assert gcs_remote["anonymous"] == "true" and "env_auth" not in gcs_remote
     assert s3_remote["endpoint"] == "http://127.0.0.1:9" and "anonymous" not in s3_remote
 
     # Google's clients take a bare HOST:PORT for http.
     [bare], _ = compile_gcs(task, emulator=f"127.0.0.1:{gcs.port}/")
-    assert remotes(bare)[0]["endpoint"] == f"{gcs.endpoint}/storage/v1/"
+    assert nodes.rclone_remotes(bare)[0]["endpoint"] == f"{gcs.endpoint}/storage/v1/"
 
 
 @pytest.mark.parametrize("value", ["ftp://127.0.0.1:1", "http://127.0.0.1:1/storage/v1",
@@ -190,7 +165,7 @@ def test_bad_storage_emulator_host_is_bad_input(value, compile_gcs):
     assert "google cloud storage" not in script
 
 
-def test_mount_cached_drains_into_the_bucket(gcs, gcs_node, compile_gcs):
+def test_mount_cached_drains_into_the_bucket(gcs, plain_node, compile_gcs):
     gcs.create_bucket("sc-gcs-out")
     [script], _ = compile_gcs("""
 name: gcs-cached
@@ -202,7 +177,7 @@ run: |
   for i in $(seq 1 20); do echo "result $i" > /out/r$i.txt; done
   head -c 3000000 /dev/zero > /out/zeros.bin
 """, emulator=gcs.endpoint)
-    res = gcs_node.script(script, "up")
+    res = plain_node.script(script, "up")
     assert res.returncode == 0, res.stderr
     assert "every closed file is in the bucket" in res.stderr
     expected = {f"run1/r{i}.txt": sha(f"result {i}\n".encode()) for i in range(1, 21)}
