@@ -16,7 +16,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from . import stores
 from .options import Options
 from .state import State
-from .stores.s3_client import ApplyError, S3Bucket, etag
+from .errors import ApplyError
+from .stores import BucketRef
+from .stores.s3_client import S3Bucket, etag
 
 UPLOAD_THREADS = 32
 
@@ -76,18 +78,12 @@ def _ensure(client: S3Bucket, action, state: State, opts: Options) -> None:
                 state.record_bucket(action.store, action.endpoint, action.bucket,
                                     action.region, opts.recompile, action.persistent)
             return
-        raise ApplyError(
-            f"{client.where} already exists and was not created by skycompile; to use it as "
-            f"it is, write `source: {stores.get(action.store).format_uri(_ref(action))}` "
-            f"instead of `name:`")
+        uri = BucketRef(action.store, action.bucket, "", action.region).uri
+        raise ApplyError(f"{client.where} already exists and was not created by skycompile; "
+                         f"to use it as it is, write `source: {uri}` instead of `name:`")
     state.record_bucket(action.store, action.endpoint, action.bucket, action.region,
                         opts.recompile, action.persistent)
     client.create()
-
-
-def _ref(action):
-    from .stores import BucketRef
-    return BucketRef(action.store, action.bucket, "", action.region)
 
 
 def _sync(client: S3Bucket, prefix: str, manifest, state: State, out) -> dict:

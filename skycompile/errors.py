@@ -18,6 +18,10 @@ class SkycompileError(Exception):
     exit_code = EXIT_FAILURE
 
 
+class ApplyError(SkycompileError):
+    """A bucket or upload problem in the apply phase: what failed, where, what to check."""
+
+
 class UsageError(SkycompileError):
     """A bad command line (flags, output path)."""
 

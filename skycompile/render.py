@@ -49,9 +49,10 @@ def rclone_pin(mirror: str = "", sha256: dict[str, str] | None = None) -> dict:
         return {**RCLONE, "https_only": True}
     sums = {**RCLONE["sha256"], **(sha256 or {})}
     given = sorted(sha256 or {})
-    sources = (f"--rclone-sha256 for {', '.join(given)}" if given else "") + (
-        "; " if given and len(given) < len(sums) else "") + (
-        f"{RCLONE['sources']} for the rest" if len(given) < len(sums) else "")
+    parts = [f"--rclone-sha256 for {', '.join(given)}"] if given else []
+    if len(given) < len(sums):
+        parts.append(f"{RCLONE['sources']} for the rest")
+    sources = "; ".join(parts)
     return {**RCLONE, "base_url": mirror, "sha256": sums, "sources": sources,
             "https_only": False}
 

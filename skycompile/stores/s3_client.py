@@ -9,17 +9,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SkycompileError
+from ..errors import ApplyError
 
 OWNER_TAG = ("created-by", "skycompile")
 # One PUT up to this size; above it, multipart uploads of PART bytes (the ETag is then the
 # MD5 of the parts' MD5s, "-N": `etag()` computes the same thing locally).
 MULTIPART_THRESHOLD = 64 * 2**20
 PART = 64 * 2**20
-
-
-class ApplyError(SkycompileError):
-    """A bucket or upload problem: what failed, on which bucket, and what to check."""
 
 
 def etag(path: Path, size: int) -> tuple[str, str]:

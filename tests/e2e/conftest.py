@@ -65,19 +65,23 @@ def plain_node(tmp_path):
 
 @pytest.fixture
 def compile_task(tmp_path, s3, monkeypatch):
-    """compile_task(yaml_text, *flags) -> the node scripts (node 0 first), compiled by the
-    real CLI against the test server (`--endpoint-url`)."""
+    """compile_task(yaml_text, *flags, apply=False) -> the node scripts (node 0 first),
+    compiled by the real CLI against the test server (`--endpoint-url`). With apply=True it
+    is a real run: buckets created and local sources uploaded (state in tmp_path)."""
     from skycompile.cli import main
 
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
+    monkeypatch.setenv("SKYCOMPILE_STATE_DIR", str(tmp_path / "state"))
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
     counter = iter(range(1000))
 
-    def run(text: str, *flags: str, endpoint: bool = True, stage: bool = False) -> list[str]:
+    def run(text: str, *flags: str, endpoint: bool = True, apply: bool = False) -> list[str]:
         n = next(counter)
         task = tmp_path / f"task{n}.yaml"
         task.write_text(text)
         out = tmp_path / f"out{n}"
-        args = [str(task), "-o", f"{out}/", "--dry-run", *flags]
+        args = [str(task), "-o", f"{out}/", *([] if apply else ["--dry-run"]), *flags]
         if endpoint:
             args += ["--endpoint-url", s3.endpoint]
         try:
@@ -85,35 +89,10 @@ def compile_task(tmp_path, s3, monkeypatch):
         except SystemExit as e:
             if e.code:
                 raise AssertionError(f"skycompile {' '.join(args)} exited {e.code}") from None
-        if stage:
-            stage_uploads(args, s3)
         return [p.read_text() for p in sorted(out.glob("node-*.sh"))] or [
             p.read_text() for p in sorted(out.glob("*.sh"))]
 
     return run
-
-
-def stage_uploads(args: list[str], s3: nodes.S3Server) -> None:
-    """Create the plan's buckets and upload its local sources, file by file from the plan's
-    manifests, as the local side's apply phase does (issue 4 builds that phase; until then
-    the node tests put the data where the plan says it goes)."""
-    from skycompile import cli, compiler
-
-    opts = cli.options(cli.parser().parse_args(args))
-    client = s3.client()
-    for name in cli.parser().parse_args(args).tasks:
-        for task in compiler.compile_file(name, opts).tasks:
-            for bucket in task.plan.buckets:
-                s3.bucket(bucket.bucket)
-            for upload in task.plan.uploads:
-                ref = upload.target
-                for entry in upload.manifest.entries:
-                    key = f"{ref.prefix}/{entry.key}" if ref.prefix else entry.key
-                    client.put_object(Bucket=ref.bucket, Key=key, Body=entry.path.read_bytes())
-
-
-def opts_tasks(args: list[str]) -> list[str]:
-    return [a for a in args if a.endswith((".yaml", ".yml"))]
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ run: |
   cat src/train.py
   cat /opt/tmpfile
   ls ~/wd-copy
-""", "--bucket", "sc-local", stage=True)
+""", "--bucket", "sc-local", apply=True)
     res = node.script(script, "up")
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
@@ -72,7 +72,7 @@ def smoke_task(mount_cached: bool) -> str:
 def test_skypilot_storage_mounting_smoke_test(s3, node, home, compile_task, mount_cached):
     """SkyPilot's test_storage_mounting with the public buckets switched off and the store
     pointed at the local server: its `run:` assertions must pass on our node."""
-    [script] = compile_task(smoke_task(mount_cached), stage=True)
+    [script] = compile_task(smoke_task(mount_cached), apply=True)
     res = node.script(script, "up")
     assert res.returncode == 0, res.stderr
     objects = s3.objects("sky-smoke-storage")
