@@ -1,127 +1,171 @@
 """Apply phase: the only code that talks to clouds (bucket creation and uploads).
 
-For every plan: ensure its buckets (create, or reuse one skycompile created — known from the
-state DB or the bucket's tag — or refuse a foreign one), then upload each local source
-incrementally: an object is sent only when missing or different (size + ETag), file hashes
-come from the state DB's cache when the file is unchanged (path, size, mtime, inode), and
-nothing remote is ever deleted.
+1. Every bucket the plans create or upload into is checked first — reachable with these
+   credentials, and either absent, skycompile's own (the state DB or the bucket's tag says
+   so), or refused — before anything is created or sent.
+2. Missing buckets are created (and recorded, tagged).
+3. Each local source is uploaded incrementally: an object is sent only when missing or
+   different (size and content tag against the manifest's hashes, which the hash cache
+   answers for unchanged files). Remote objects are deleted only with `--delete`, and
+   only under the prefix of an upload, when no local file of the task maps to them.
+
+A bucket the task merely reads on the node (`source: s3://...`) is never touched here.
 """
 from __future__ import annotations
 
-import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from . import stores
-from .options import Options
-from .state import State
 from .errors import ApplyError
+from .options import Options
+from .progress import Progress
+from .state import State
 from .stores import BucketRef
-from .stores.s3_client import S3Bucket, etag
 
 UPLOAD_THREADS = 32
 
 
-def apply(plans: list, opts: Options, *, state: State | None = None, out=sys.stderr) -> dict:
-    """Ensure buckets and upload local sources for every plan. Returns counts.
-
-    Only buckets skycompile creates or uploads into are touched; a bucket the task merely
-    reads on the node (`source: s3://...`) needs no access from this machine."""
-    totals = {"uploaded": 0, "skipped": 0, "bytes": 0, "hashed": 0}
-    work = []
-    for plan in plans:
-        targets = {(u.target.store, u.target.bucket, u.storage.endpoint) for u in plan.uploads}
-        actions = [a for a in plan.buckets
-                   if a.create or (a.store, a.bucket, a.endpoint) in targets]
-        for a in actions:  # every store supported before the first side effect
-            if not stores.get(a.store).s3_family:
-                raise ApplyError(
-                    f"creating buckets and uploading to {a.store} is not implemented yet "
-                    f"(bucket {a.bucket}); use --dry-run and upload with your own tools, or "
-                    f"an S3-family store")
-        work.append((plan, actions))
-    if not any(actions for _, actions in work):
+def apply(plans: list, opts: Options, *, state: State | None = None, out=None) -> dict:
+    """Ensure buckets and upload local sources for every plan. Returns counts: uploaded,
+    skipped (already there), bytes (sent), deleted. Messages go to `out` (stderr)."""
+    out = out or sys.stderr
+    totals = {"uploaded": 0, "skipped": 0, "bytes": 0, "deleted": 0}
+    actions = _actions(plans)
+    if not actions:
         return totals
+    for action in actions.values():  # every store usable before the first side effect
+        if not stores.get(action.store).client:
+            raise ApplyError(
+                f"creating buckets and uploading to {action.store} is not supported yet "
+                f"(bucket {action.bucket}); use --dry-run and upload with your own tools")
     state = state or State()
-    for plan, actions in work:
-        clients = {}
-        for action in actions:
-            client = S3Bucket(action.store, action.bucket, action.endpoint, action.region)
-            clients[(action.store, action.bucket, action.endpoint)] = client
-            if action.create:
-                _ensure(client, action, state, opts)
-            elif not client.exists():
-                raise ApplyError(f"{client.where} does not exist: create it, or use `name:` "
-                                 f"so skycompile creates it")
+    clients = {key: stores.bucket_client(a.store, a.bucket, endpoint=a.endpoint,
+                                         region=a.region, account=a.account)
+               for key, a in actions.items()}
+    missing = [key for key, a in actions.items() if not _check(clients[key], a, state)]
+    for key in missing:
+        a = actions[key]
+        state.record_bucket(a.store, a.endpoint, a.bucket, a.region, opts.recompile,
+                            a.persistent, account=a.account)
+        clients[key].create()
+    for plan in plans:
         for upload in plan.uploads:
             ref = upload.target
-            client = clients[(ref.store, ref.bucket, upload.storage.endpoint)]
+            key = (ref.store, ref.bucket, upload.storage.endpoint)
             try:
-                counts = _sync(client, ref.prefix, upload.manifest, state, out)
+                counts = _sync(clients[key], upload, plan, opts, out)
             except BaseException:
                 state.set_status(ref.store, upload.storage.endpoint, ref.bucket, "UPLOAD_FAILED")
                 raise
             for k in totals:
                 totals[k] += counts[k]
-        for action in actions:
-            if state.bucket(action.store, action.endpoint, action.bucket):
-                state.set_status(action.store, action.endpoint, action.bucket, "READY")
+    for key, a in actions.items():
+        if state.bucket(a.store, a.endpoint, a.bucket):
+            state.set_status(a.store, a.endpoint, a.bucket, "READY")
     return totals
 
 
-def _ensure(client: S3Bucket, action, state: State, opts: Options) -> None:
-    known = state.bucket(action.store, action.endpoint, action.bucket)
-    if client.exists():
-        if known or client.tagged_ours():
-            if not known:
-                state.record_bucket(action.store, action.endpoint, action.bucket,
-                                    action.region, opts.recompile, action.persistent)
-            return
-        uri = BucketRef(action.store, action.bucket, "", action.region).uri
-        raise ApplyError(f"{client.where} already exists and was not created by skycompile; "
-                         f"to use it as it is, write `source: {uri}` instead of `name:`")
-    state.record_bucket(action.store, action.endpoint, action.bucket, action.region,
-                        opts.recompile, action.persistent)
-    client.create()
+def _actions(plans: list) -> dict:
+    """(store, bucket, endpoint) -> BucketAction of every bucket to create or fill."""
+    found = {}
+    for plan in plans:
+        targets = {(u.target.store, u.target.bucket, u.storage.endpoint) for u in plan.uploads}
+        for a in plan.buckets:
+            key = (a.store, a.bucket, a.endpoint)
+            if a.create or key in targets:
+                found.setdefault(key, a)
+    return found
 
 
-def _sync(client: S3Bucket, prefix: str, manifest, state: State, out) -> dict:
-    start = time.monotonic()
-    remote = client.listing(prefix)
-    todo, skipped, fresh = [], 0, []
-    hashed = 0
+def _check(client, action, state: State) -> bool:
+    """Whether the bucket exists; raises when it must not be used. Records a bucket of
+    ours that this machine has not seen (created elsewhere, recognised by its tag)."""
+    if not client.exists():
+        if not action.create:
+            raise ApplyError(f"{client.where} does not exist: create it, or use `name:` so "
+                             f"skycompile creates it")
+        return False
+    if not action.create:
+        return True
+    if state.bucket(action.store, action.endpoint, action.bucket):
+        return True
+    if client.tagged_ours():
+        state.record_bucket(action.store, action.endpoint, action.bucket, action.region,
+                            "(created on another machine)", action.persistent,
+                            account=action.account)
+        return True
+    uri = BucketRef(action.store, action.bucket, "", action.region, action.account).uri
+    raise ApplyError(f"{client.where} already exists and was not created by skycompile; "
+                     f"to use it as it is, write `source: {uri}` instead of `name:`")
+
+
+def _key(prefix: str, key: str) -> str:
+    return "/".join(p for p in (prefix, key) if p)
+
+
+def _sync(client, upload, plan, opts: Options, out) -> dict:
+    ref, manifest = upload.target, upload.manifest
+    if manifest.symlinks:
+        print(f"skycompile: warning: {upload.label}: symlinks are not uploaded: "
+              f"{', '.join(manifest.symlinks)}", file=out)
+    if hasattr(client, "abort_stale"):
+        client.abort_stale(ref.prefix)
+    remote = client.listing(ref.prefix)
+    todo, skipped = [], 0
     for entry in manifest.entries:
-        key = f"{prefix}/{entry.key}" if prefix else entry.key
-        path = os.path.realpath(entry.path)
-        st = os.stat(path)
-        cached = state.cached_hashes(path, st)
-        if cached is None:
-            cached = etag(entry.path, st.st_size)
-            fresh.append((path, st, *cached))
-            hashed += 1
+        key = _key(ref.prefix, entry.key)
         have = remote.get(key)
-        if have and have[0] == st.st_size and have[1] in cached[0].split():
+        if have and have[0] == entry.size and have[1] and have[1] in entry.etags.split():
             skipped += 1
         else:
-            todo.append((key, entry, st.st_size, cached[1]))
-    if fresh:
-        state.store_hashes(fresh)
-    size = sum(t[2] for t in todo)
-    if todo:
-        print(f"skycompile: uploading {len(todo)} file(s), {size} bytes, to {client.where}"
-              f"{' under ' + prefix if prefix else ''} ({skipped} unchanged)", file=out)
-    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        futures = [pool.submit(client.put, key, entry.path, n, sha)
-                   for key, entry, n, sha in todo]
-        try:
-            for f in as_completed(futures):
-                f.result()
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
-    if todo:
-        print(f"skycompile: uploaded {len(todo)} file(s) in {time.monotonic() - start:.1f}s",
+            todo.append((key, entry))
+    deleted = _delete_extra(client, upload, plan, remote, out) if opts.delete else 0
+    size = sum(e.size for _, e in todo)
+    single = upload.storage.layout == "object"
+    where = client.where + (f" as {ref.prefix}" if single else
+                            f" under {ref.prefix}/" if ref.prefix else "")
+    if not todo:
+        if not opts.quiet:
+            print(f"skycompile: {where}: {skipped} file(s) up to date", file=out)
+        return {"uploaded": 0, "skipped": skipped, "bytes": 0, "deleted": deleted}
+    if not opts.quiet:
+        print(f"skycompile: uploading {len(todo)} file(s), {size} bytes, to {where} "
+              f"({skipped} unchanged)", file=out)
+    progress = Progress(len(todo), size, upload.label, out, quiet=opts.quiet)
+    pool = ThreadPoolExecutor(max_workers=UPLOAD_THREADS)
+    try:
+        futures = {pool.submit(client.put, key, e, progress.sent): e
+                   for key, e in todo}
+        for f in as_completed(futures):
+            f.result()
+            progress.file_done()
+    except BaseException:
+        # Ctrl-C or a failure: queued files never start, multipart uploads stop between
+        # parts and abort; single PUTs in flight finish or fail whole (never partial).
+        if hasattr(client, "cancelled"):
+            client.cancelled.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        progress.close()
+        raise
+    pool.shutdown()
+    elapsed = progress.close()
+    if not opts.quiet:
+        print(f"skycompile: uploaded {len(todo)} file(s), {size} bytes, in {elapsed:.1f}s",
               file=out)
-    return {"uploaded": len(todo), "skipped": skipped, "bytes": size, "hashed": hashed}
+    return {"uploaded": len(todo), "skipped": skipped, "bytes": size, "deleted": deleted}
+
+
+def _delete_extra(client, upload, plan, remote: dict, out) -> int:
+    """--delete: objects under this upload's prefix that no upload of the plan into the
+    same bucket puts there (so two sources sharing a bucket never delete each other's)."""
+    ref = upload.target
+    wanted = {_key(u.target.prefix, e.key) for u in plan.uploads
+              if (u.target.store, u.target.bucket) == (ref.store, ref.bucket)
+              for e in u.manifest.entries}
+    extra = sorted(k for k in remote if k not in wanted)
+    if extra:
+        client.delete_keys(extra)
+        print(f"skycompile: --delete: removed {len(extra)} object(s) from {client.where} "
+              f"that no local file matches", file=out)
+    return len(extra)

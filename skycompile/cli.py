@@ -7,15 +7,18 @@ import ipaddress
 import os
 import re
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
-from . import __version__, output
+from . import __version__, output, storage
 from .compiler import apply_plans, compile_file
 from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
+from .manifest import Hasher
 from .options import Options
 from .plan import describe
+from .state import State
 from .stores import emulator_envs
 from .stores import names as store_names
 
@@ -33,6 +36,10 @@ output layout:
   several tasks in one file (a pipeline): DIR/<i>-<task>/node-K.sh
 
 exit codes: 0 ok; 1 --check found differences, or a runtime failure; 2 bad input.
+
+the buckets skycompile created (see `skycompile storage --help`):
+  skycompile storage ls [--json]
+  skycompile storage delete NAME... | --all | --ephemeral  [--yes]
 
 examples:
   skycompile task.yaml -o boot.sh
@@ -96,8 +103,68 @@ def parser() -> argparse.ArgumentParser:
                         "instance role; they land only in a 0600 file on the node, and the "
                         "scripts are written 0700. Anyone who can read the scripts or the "
                         "instance's user-data gets the keys")
+    p.add_argument("--delete", action="store_true",
+                   help="also remove objects under an upload's prefix (in skycompile's own "
+                        "buckets) that no local file of the task matches any more; without it "
+                        "nothing remote is ever deleted")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no upload progress (warnings and errors are still printed)")
     p.add_argument("--version", action="version", version=f"skycompile {__version__}")
     return p
+
+
+STORAGE_DESCRIPTION = """\
+The buckets skycompile created, as its state file records them (the user state directory,
+or $SKYCOMPILE_STATE_DIR). Only those can be deleted: skycompile never empties or deletes
+a bucket it did not create.
+"""
+
+
+def storage_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skycompile storage", description=STORAGE_DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="action", required=True, metavar="{ls,delete}")
+    ls = sub.add_parser("ls", help="list the buckets: NAME, CREATED, STORE, COMMAND, STATUS "
+                                   "(INIT, UPLOAD_FAILED, READY), PERSISTENT")
+    ls.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    rm = sub.add_parser("delete", help="empty and delete buckets skycompile created")
+    rm.add_argument("names", nargs="*", metavar="NAME", help="bucket name(s) from `storage ls`")
+    rm.add_argument("-a", "--all", action="store_true", help="every bucket in `storage ls`")
+    rm.add_argument("--ephemeral", action="store_true",
+                    help="every bucket of a storage with `persistent: false`")
+    rm.add_argument("-y", "--yes", action="store_true",
+                    help="do not ask for confirmation (needed when stdin is not a terminal)")
+    return p
+
+
+def run_storage(argv: list[str]) -> int:
+    args = storage_parser().parse_args(argv)
+    state = State()
+    if args.action == "ls":
+        storage.ls(state, as_json=args.json)
+        return EXIT_OK
+    if not (args.names or args.all or args.ephemeral):
+        raise UsageError("storage delete: name the buckets, or pass --all or --ephemeral")
+    records = storage.select(state, args.names, everything=args.all, ephemeral=args.ephemeral)
+    if not records:
+        print("skycompile: no bucket to delete", file=sys.stderr)
+        return EXIT_OK
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("storage delete asks for confirmation on a terminal; pass --yes "
+                             "to delete without asking")
+        for r in records:
+            print(f"  {r.store} bucket {r.name}" + (f" at {r.endpoint}" if r.endpoint else ""),
+                  file=sys.stderr)
+        answer = input(f"Empty and delete these {len(records)} bucket(s), with every object "
+                       f"in them? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("skycompile: nothing deleted", file=sys.stderr)
+            return EXIT_FAILURE
+    failures = storage.delete(state, records)
+    for line in failures:
+        print(f"skycompile: error: {line}", file=sys.stderr)
+    return EXIT_FAILURE if failures else EXIT_OK
 
 
 def _envs(pairs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -199,11 +266,14 @@ def options(args: argparse.Namespace) -> Options:
         rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),
         embed_credentials=args.embed_credentials,
         credential_env=tuple(sorted(os.environ.items())) if args.embed_credentials else (),
-        recompile=recompile_line(args),
+        recompile=recompile_line(args), quiet=args.quiet, delete=args.delete,
     )
 
 
 def run(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["storage"]:
+        return run_storage(argv[1:])
     args = parser().parse_args(argv)
     if args.check and not args.output:
         raise UsageError("--check compares with existing files: pass -o PATH")
@@ -211,10 +281,16 @@ def run(argv: list[str] | None = None) -> int:
         raise UsageError("pass -o FILE, -o DIR/ or -o - (or --dry-run to only print the plan)")
     if args.check and args.output == "-":
         raise UsageError("--check needs files to compare with, not -o -")
+    if args.delete and (args.dry_run or args.check):
+        raise UsageError("--delete acts on buckets: it cannot go with --dry-run or --check")
     opts = options(args)
-    files = compile_all(args.tasks, opts)
-    # Every check, the output layout included, passes before apply may touch a cloud.
+    state = State()
+    hasher = Hasher(state)
+    files = compile_all(args.tasks, opts, hasher)
+    # Every check, the output layout included, passes before apply may touch a cloud (or
+    # the state file).
     pairs = output.targets(files, args.output) if args.output else []
+    _save_hashes(hasher, required=not (args.check or args.dry_run))
     if args.check:
         diff = output.check(pairs)
         if diff:
@@ -234,7 +310,7 @@ def run(argv: list[str] | None = None) -> int:
                 plan_out.write(describe(t.plan, shown))
     else:
         for _, compiled in files:
-            apply_plans(compiled, opts)
+            apply_plans(compiled, opts, state)
     if opts.embed_credentials:
         print("skycompile: warning: --embed-credentials: storage keys are in the scripts; "
               "anyone who can read them, or the instance's user-data, has the keys", file=sys.stderr)
@@ -247,12 +323,22 @@ def run(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def compile_all(names: list[str], opts: Options) -> list:
+def _save_hashes(hasher: Hasher, *, required: bool) -> None:
+    """Keep the new file hashes for the next run. Only --dry-run and --check may go on
+    without (a read-only or broken state directory only costs them speed)."""
+    try:
+        hasher.save()
+    except (OSError, sqlite3.Error, SkycompileError):
+        if required:
+            raise
+
+
+def compile_all(names: list[str], opts: Options, hasher: Hasher | None = None) -> list:
     """Compile every task file; all their problems are reported together."""
     files, errors = [], []
     for name in names:
         try:
-            files.append((name, compile_file(name, opts)))
+            files.append((name, compile_file(name, opts, hasher)))
         except TaskError as e:
             errors.append(e)
     if errors:

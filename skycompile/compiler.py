@@ -106,13 +106,14 @@ def _state_ids(tasks, stem: str) -> list[str]:
     return ids
 
 
-def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: str) -> Compiled:
+def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: str,
+                 hasher=None) -> Compiled:
     header, task_docs = task_documents(docs)
     if not task_docs:
         raise TaskError([Problem(1, 1, 0, "", "the file holds no task", "Add a task document.",
                                  task_file)], task_file)
     tasks = check(task_docs, opts)
-    plans = [plan.make_plan(t) for t in tasks]
+    plans = [plan.make_plan(t, hasher) for t in tasks]
     if opts.embed_credentials:
         plans = [plan.with_credentials(p, _key_reader(opts)) for p in plans]
     _check_uploads(plans, task_docs)
@@ -175,15 +176,16 @@ def _check_uploads(plans: list, docs: list[Document]) -> None:
         raise TaskError(problems, docs[0].filename)
 
 
-def compile_file(path: str | Path, opts: Options) -> Compiled:
+def compile_file(path: str | Path, opts: Options, hasher=None) -> Compiled:
     """Check, plan and render a task file: pure, no side effect outside reading it and
-    its local sources. Raises TaskError (exit 2) for any problem in it. Call
-    `apply_plans` afterwards to create buckets and upload (not for --dry-run)."""
+    its local sources. Raises TaskError (exit 2) for any problem in it. `hasher` (a
+    `manifest.Hasher`) may answer file hashes from the state's cache. Call `apply_plans`
+    afterwards to create buckets and upload (not for --dry-run)."""
     docs = load.load_file(path)
     raw = Path(path).read_bytes()
-    return compile_docs(docs, raw, opts, task_file=str(path))
+    return compile_docs(docs, raw, opts, task_file=str(path), hasher=hasher)
 
 
-def apply_plans(compiled: Compiled, opts: Options) -> None:
-    """The side-effect door: ensure buckets and upload local sources."""
-    apply_mod.apply([t.plan for t in compiled.tasks], opts)
+def apply_plans(compiled: Compiled, opts: Options, state=None) -> dict:
+    """The side-effect door: ensure buckets and upload local sources. Returns counts."""
+    return apply_mod.apply([t.plan for t in compiled.tasks], opts, state=state)

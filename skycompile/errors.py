@@ -22,6 +22,10 @@ class ApplyError(SkycompileError):
     """A bucket or upload problem in the apply phase: what failed, where, what to check."""
 
 
+class StateError(SkycompileError):
+    """The local state file cannot be opened, read or written."""
+
+
 class UsageError(SkycompileError):
     """A bad command line (flags, output path)."""
 

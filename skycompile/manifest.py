@@ -1,4 +1,4 @@
-"""What a local source uploads: its file list and a content digest of it.
+"""What a local source uploads: its file list and content digests.
 
 The manifest is the sorted list of (relative path, size, SHA-256); its own SHA-256 goes
 into the script header, so a changed source changes the script and `--check` sees it.
@@ -6,10 +6,15 @@ into the script header, so a changed source changes the script and `--check` see
 A directory source lists what its ignore rules keep (`ignore.scan`: `.skyignore` with
 rsync's semantics, else git's); `.git` and symlinks are never uploaded, and the symlinks
 the rules would otherwise upload are reported. A single-file source is uploaded as named.
+
+File contents are read by `Hasher` only, and only for files its cache cannot vouch for
+(unchanged path, size, mtime and inode): a re-sync of an unchanged tree reads none.
 """
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +22,71 @@ from . import ignore
 from .ir import LocalSource
 
 _CHUNK = 1 << 20
+# The S3 family uploads files above MULTIPART_THRESHOLD in parts of PART bytes; their ETag
+# is then the MD5 of the parts' MD5s plus "-N", which `fingerprint` computes alongside.
+MULTIPART_THRESHOLD = 64 * 2**20
+PART = 64 * 2**20
+HASH_THREADS = min(8, os.cpu_count() or 1)
+
+
+def fingerprint(path: str | Path, size: int) -> tuple[str, str]:
+    """(ETags, sha256) of a file, in one read. ETags: the hex MD5 of the content (what GCS,
+    Azure and most S3-compatible servers report) and, for a file uploaded in parts, AWS's
+    MD5 of the parts' MD5s "-N"; space-separated."""
+    sha, whole = hashlib.sha256(), hashlib.md5()
+    md5s, part = [], hashlib.md5()
+    filled = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+            whole.update(chunk)
+            while chunk:
+                take = chunk[:PART - filled]
+                part.update(take)
+                filled += len(take)
+                chunk = chunk[len(take):]
+                if filled == PART:
+                    md5s.append(part.digest())
+                    part, filled = hashlib.md5(), 0
+    if filled:
+        md5s.append(part.digest())
+    tags = whole.hexdigest()
+    if size > MULTIPART_THRESHOLD:
+        tags += f" {hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
+    return tags, sha.hexdigest()
+
+
+class Hasher:
+    """Content hashes of local files. `cache` (a `state.State`, or None) answers for files
+    unchanged since they were hashed; new hashes are kept in `fresh` until `save()`, so a
+    compile that fails later leaves no trace. `read` counts the files whose contents were
+    read."""
+
+    def __init__(self, cache=None):
+        self.cache = cache
+        self.fresh: list[tuple[str, os.stat_result, str, str]] = []
+        self.read = 0
+
+    def hash_files(self, paths: list[Path]) -> list[tuple[os.stat_result, str, str]]:
+        """(stat, etags, sha256) for each path, in order; uncached ones hashed in parallel."""
+        real = [os.path.realpath(p) for p in paths]
+        stats = [os.stat(p) for p in real]
+        found = [self.cache.cached_hashes(p, st) if self.cache else None
+                 for p, st in zip(real, stats)]
+        todo = [i for i, hit in enumerate(found) if hit is None]
+        if todo:
+            with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+                hashed = pool.map(lambda i: fingerprint(real[i], stats[i].st_size), todo)
+                for i, (tags, sha) in zip(todo, hashed):
+                    found[i] = (tags, sha)
+                    self.fresh.append((real[i], stats[i], tags, sha))
+            self.read += len(todo)
+        return [(st, tags, sha) for st, (tags, sha) in zip(stats, found)]
+
+    def save(self) -> None:
+        if self.cache is not None and self.fresh:
+            self.cache.store_hashes(self.fresh)
+        self.fresh = []
 
 
 @dataclass(frozen=True)
@@ -25,6 +95,7 @@ class FileEntry:
     path: Path
     size: int
     sha256: str
+    etags: str  # see `fingerprint`
 
 
 @dataclass(frozen=True)
@@ -48,20 +119,12 @@ class Manifest:
         return h.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
     found = ignore.scan(root)
     return [(key, root / key) for key in found.files], list(found.symlinks)
 
 
-def build(sources: tuple[LocalSource, ...], layout: str) -> Manifest:
+def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None = None) -> Manifest:
     """The manifest of one upload, laid out as `Storage.layout` says: "basenames" puts
     each source under its own name at the prefix root; "contents" puts a directory's
     files at the root; "object" makes a single file the prefix object itself (key "")."""
@@ -76,6 +139,8 @@ def build(sources: tuple[LocalSource, ...], layout: str) -> Manifest:
             links += [base + link for link in dir_links]
         else:
             pairs.append((src.path.name if basenames else "", src.path))
-    entries = tuple(FileEntry(key, p, p.stat().st_size, _file_sha256(p))
-                    for key, p in sorted(pairs, key=lambda kp: kp[0]))
+    pairs.sort(key=lambda kp: kp[0])
+    hashes = (hasher or Hasher()).hash_files([p for _, p in pairs])
+    entries = tuple(FileEntry(key, p, st.st_size, sha, tags)
+                    for (key, p), (st, tags, sha) in zip(pairs, hashes))
     return Manifest(entries, tuple(sorted(links)))

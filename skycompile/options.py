@@ -33,3 +33,6 @@ class Options:
     embed_credentials: bool = False
     credential_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     recompile: str = ""  # the command line to put in the header
+    quiet: bool = False  # --quiet: no upload progress
+    delete: bool = False  # --delete: remove remote objects under an upload's prefix that
+    # no local file of the task accounts for

@@ -1,7 +1,7 @@
 """Plan phase: Task IR -> what apply must do and what every node script must do.
 
 Pure except for reading the local sources to build their manifests (file lists and
-content digests), which the script header records. `describe` is what --dry-run prints.
+content digests, through the hash cache of `hasher`), which the script header records. `describe` is what --dry-run prints.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class BucketAction:
     create: bool  # True: create, or reuse when skycompile created it; False: must exist
     persistent: bool
     rule: str  # which rule chose the store
+    account: str = ""  # azure storage account
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def _bucket_actions(entries: list[Storage]) -> tuple[BucketAction, ...]:
         key = (st.bucket.store, st.bucket.bucket, st.endpoint)
         prev = actions.get(key)
         action = BucketAction(st.bucket.store, st.bucket.bucket, st.region or st.bucket.region,
-                              st.endpoint, st.create, st.persistent, st.store_rule)
+                              st.endpoint, st.create, st.persistent, st.store_rule,
+                              st.bucket.account)
         if prev is None:
             actions[key] = action
         elif action.create and not prev.create:
@@ -85,11 +87,11 @@ def _node_mount(index: int, st: Storage) -> NodeMount:
     return NodeMount(f"sc-m{index}", tuple(settings.items()), st)
 
 
-def make_plan(task: Task) -> Plan:
+def make_plan(task: Task, hasher: manifest_mod.Hasher | None = None) -> Plan:
     entries = list(task.storages)
     if isinstance(task.workdir, Storage):
         entries.append(task.workdir)
-    uploads = tuple(Upload(st, manifest_mod.build(st.sources, st.layout))
+    uploads = tuple(Upload(st, manifest_mod.build(st.sources, st.layout, hasher))
                     for st in entries if st.sources)
     mounts = tuple(_node_mount(i, st) for i, st in enumerate(task.storages))
     workdir: NodeMount | GitWorkdir | None = task.workdir

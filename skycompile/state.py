@@ -3,7 +3,9 @@
 It records the buckets skycompile created (what `skycompile storage ls` shows and what a
 re-run may reuse) and a hash cache, so a re-sync of an unchanged tree reads no file
 contents. Several skycompile processes may use it at once: WAL journal, a busy timeout,
-and short transactions.
+and short transactions. Nothing is created until something is written: reading the cache
+of a state that does not exist yet finds nothing (so --dry-run and bad input leave no
+trace).
 
 The schema has a version (`PRAGMA user_version`); `MIGRATIONS[i]` takes version i to i+1.
 """
@@ -14,6 +16,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import StateError
 
 MIGRATIONS = [
     """
@@ -37,6 +41,8 @@ MIGRATIONS = [
         sha256 TEXT NOT NULL
     );
     """,
+    # Azure containers live in a storage account: storage delete must know which.
+    "ALTER TABLE buckets ADD COLUMN account TEXT NOT NULL DEFAULT ''",
 ]
 
 
@@ -59,53 +65,76 @@ class BucketRecord:
     command: str
     status: str
     persistent: bool
+    account: str = ""
 
 
 class State:
     def __init__(self, path: Path | None = None):
         self.path = path or state_dir() / "state.db"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                  check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA busy_timeout=30000")
-        self._migrate()
+        self._db: sqlite3.Connection | None = None
 
-    def _migrate(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA busy_timeout=30000")
+                self._migrate(db)
+            except (OSError, sqlite3.Error) as e:
+                raise StateError(f"state file {self.path}: {e}; check its permissions, or move "
+                                 f"it aside to start afresh (skycompile then forgets which "
+                                 f"buckets it created)") from None
+            self._db = db
+        return self._db
+
+    @property
+    def exists(self) -> bool:
+        return self._db is not None or self.path.exists()
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
-                raise RuntimeError(f"{self.path} was written by a newer skycompile "
-                                   f"(schema {version}); upgrade skycompile")
+                raise StateError(f"state file {self.path} was written by a newer skycompile "
+                                 f"(schema {version}, this one knows {len(MIGRATIONS)}); "
+                                 f"upgrade skycompile")
             for i in range(version, len(MIGRATIONS)):
                 for statement in filter(str.strip, MIGRATIONS[i].split(";")):
-                    self.db.execute(statement)
-            self.db.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
-            self.db.execute("COMMIT")
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
+            db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     # --- buckets ---
     def bucket(self, store: str, endpoint: str, name: str) -> BucketRecord | None:
         row = self.db.execute("SELECT * FROM buckets WHERE store=? AND endpoint=? AND name=?",
                               (store, endpoint, name)).fetchone()
-        return BucketRecord(*row[:7], bool(row[7])) if row else None
+        return _record(row) if row else None
 
     def buckets(self) -> list[BucketRecord]:
+        if not self.exists:
+            return []
         rows = self.db.execute("SELECT * FROM buckets ORDER BY created, name").fetchall()
-        return [BucketRecord(*r[:7], bool(r[7])) for r in rows]
+        return [_record(r) for r in rows]
 
     def record_bucket(self, store: str, endpoint: str, name: str, region: str, command: str,
-                      persistent: bool, status: str = "INIT") -> None:
+                      persistent: bool, status: str = "INIT", account: str = "") -> None:
         self.db.execute(
-            "INSERT INTO buckets VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (store, endpoint, name) "
+            "INSERT INTO buckets VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (store, endpoint, name) "
             "DO UPDATE SET status=excluded.status, persistent=excluded.persistent",
-            (store, endpoint, name, region, time.time(), command, status, int(persistent)))
+            (store, endpoint, name, region, time.time(), command, status, int(persistent),
+             account))
 
     def set_status(self, store: str, endpoint: str, name: str, status: str) -> None:
         self.db.execute("UPDATE buckets SET status=? WHERE store=? AND endpoint=? AND name=?",
@@ -118,6 +147,8 @@ class State:
     # --- hash cache ---
     def cached_hashes(self, path: str, st: os.stat_result) -> tuple[str, str] | None:
         """(etags, sha256) of `path` if it is unchanged since they were computed."""
+        if not self.exists:
+            return None
         row = self.db.execute("SELECT size, mtime_ns, inode, etags, sha256 FROM hashes "
                               "WHERE path=?", (path,)).fetchone()
         if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
@@ -125,8 +156,13 @@ class State:
         return None
 
     def store_hashes(self, rows: list[tuple[str, os.stat_result, str, str]]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(
-            "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)",
-            [(p, st.st_size, st.st_mtime_ns, st.st_ino, tags, sha) for p, st, tags, sha in rows])
-        self.db.execute("COMMIT")
+        with self.db:  # sqlite3's transaction
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)",
+                [(p, st.st_size, st.st_mtime_ns, st.st_ino, tags, sha)
+                 for p, st, tags, sha in rows])
+
+
+def _record(row) -> BucketRecord:
+    return BucketRecord(*row[:7], bool(row[7]), row[8])

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +59,10 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 os.environ.setdefault("SKYCOMPILE_USER", "tester")
+# Every compile reads (and a successful one writes) the hash cache in the state directory:
+# the tests' own one, never the developer's. Tests that need a fresh state set their own.
+os.environ["SKYCOMPILE_STATE_DIR"] = tempfile.mkdtemp(prefix="skycompile-test-state-")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["SKYCOMPILE_STATE_DIR"], ignore_errors=True)

@@ -545,6 +545,7 @@ def workspace(tmp_path, monkeypatch):
                      ("XDG_CONFIG_HOME", ".config"), ("XDG_DATA_HOME", ".local/share")):
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SKYCOMPILE_STATE_DIR")  # the state would land in home: watched
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("SKYCOMPILE_TEST_UNSET", raising=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Protocol
 
 
 class UriError(ValueError):
@@ -63,6 +63,32 @@ class Store:
     notes: tuple[str, ...] = field(default=())
     emulator: Emulator | None = None
     needs_endpoint: str = ""  # no default service: endpoint_url is required (an example URL)
+    # the local-side client for apply and `storage`: "module:Class" in this package (a
+    # BucketClient), imported only when used since it imports the store's SDK; "" = none
+    client: str = ""
+
+
+class BucketClient(Protocol):
+    """One bucket as the apply phase and `skycompile storage` use it. Constructed as
+    Class(store, name, endpoint, region, account); the SDK is imported by the constructor,
+    which raises ApplyError naming the extra to install. Every method raises ApplyError
+    saying what failed, on which bucket, and what to check."""
+
+    where: str  # "s3 bucket NAME at ENDPOINT", for messages
+
+    def exists(self) -> bool: ...
+    def tagged_ours(self) -> bool: ...  # carries skycompile's tag/label (created by it)
+    def create(self) -> None: ...  # in the region, with the tag/label
+    def listing(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """key -> (size, content tag) of every object whose key is `prefix` or starts with
+        `prefix/` (all objects for ""); the tag is compared with the
+        `manifest.fingerprint` ETags (hex MD5, or S3's multipart form); "" if unknown."""
+    def put(self, key: str, entry, progress=None) -> None:
+        """Upload one `manifest.FileEntry` (path, size, sha256, etags) as `key`, recording
+        its sha256 in the object's metadata; `progress(n)` is called with bytes as they are
+        sent. Never leaves a partial object (multipart uploads are aborted on failure)."""
+    def delete_keys(self, keys: list[str]) -> None: ...
+    def destroy(self) -> None: ...  # delete every object, then the bucket itself
 
 
 _MODULES = ("s3", "gcs", "azure", "r2", "ibm", "oci")
@@ -88,6 +114,17 @@ def emulator_envs() -> list[str]:
 
 def names() -> list[str]:
     return list(_load())
+
+
+def bucket_client(store: str, name: str, *, endpoint: str = "", region: str = "",
+                  account: str = "") -> BucketClient | None:
+    """The store's local-side client for bucket `name`, or None when the store has none."""
+    row = get(store)
+    if not row.client:
+        return None
+    module, _, cls = row.client.partition(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(
+        row.name, name, endpoint, region, account)
 
 
 def get(name: str) -> Store:

@@ -34,5 +34,6 @@ STORE = Store(
     + (f"/{r.prefix}" if r.prefix else ""),
     credentials=lambda env, home: aws_keys(env, home, what="IBM COS HMAC"),
     bucket_name_problems=dns_style_problems, rclone_remote=rclone_remote,
+    client="s3_client:S3Bucket",
     uri_hint="cos://REGION/BUCKET[/PREFIX]",
 )

@@ -32,6 +32,7 @@ STORE = Store(
     format_uri=lambda r: f"r2://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
     credentials=r2_keys,
     bucket_name_problems=hyphen_name_problems, rclone_remote=rclone_remote,
+    client="s3_client:S3Bucket",
     uri_hint="r2://BUCKET[/PREFIX]",
     needs_endpoint="https://ACCOUNT_ID.r2.cloudflarestorage.com",
     notes=("needs the account endpoint: config.endpoint_url or --endpoint-url",),

@@ -34,5 +34,6 @@ STORE = Store(
     format_uri=lambda r: f"s3://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
     credentials=aws_keys,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
+    client="s3_client:S3Bucket",
     uri_hint="s3://BUCKET[/PREFIX]",
 )

@@ -5,44 +5,19 @@ S3-family store (`pip install 'skycompile[s3]'`).
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
+import os
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ApplyError
+from ..manifest import MULTIPART_THRESHOLD, PART
 
 OWNER_TAG = ("created-by", "skycompile")
-# One PUT up to this size; above it, multipart uploads of PART bytes (the ETag is then the
-# MD5 of the parts' MD5s, "-N": `etag()` computes the same thing locally).
-MULTIPART_THRESHOLD = 64 * 2**20
-PART = 64 * 2**20
-
-
-def etag(path: Path, size: int) -> tuple[str, str]:
-    """(ETags, sha256) of a file, in one read. ETags: the MD5 of the content and, for a file
-    we upload in parts, AWS's MD5 of the parts' MD5s "-N", space-separated: S3 reports the
-    latter for multipart objects, while many S3-compatible servers report the former."""
-    sha, whole = hashlib.sha256(), hashlib.md5()
-    md5s, part = [], hashlib.md5()
-    filled = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            sha.update(chunk)
-            whole.update(chunk)
-            while chunk:
-                take = chunk[:PART - filled]
-                part.update(take)
-                filled += len(take)
-                chunk = chunk[len(take):]
-                if filled == PART:
-                    md5s.append(part.digest())
-                    part, filled = hashlib.md5(), 0
-    if filled:
-        md5s.append(part.digest())
-    tags = whole.hexdigest()
-    if size > MULTIPART_THRESHOLD:
-        tags += f" {hashlib.md5(b''.join(md5s)).hexdigest()}-{len(md5s)}"
-    return tags, sha.hexdigest()
+DEFAULT_ATTEMPTS = 8
+_RETRIED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+            "TooManyRequests", "InternalError", "ServiceUnavailable", "500", "502", "503",
+            "504"}
 
 
 @dataclass
@@ -51,6 +26,9 @@ class S3Bucket:
     name: str
     endpoint: str
     region: str
+    account: str = ""  # unused: the S3 family has no accounts in URIs
+    # set to stop multipart uploads between parts (Ctrl-C): they abort instead of finishing
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self):
         try:
@@ -59,11 +37,14 @@ class S3Bucket:
         except ImportError:
             raise ApplyError(f"creating or filling {self.store} buckets needs boto3: pip install "
                              f"'skycompile[s3]'") from None
+        # Throttling and 5xx are retried with backoff by botocore's adaptive mode; the
+        # standard AWS_MAX_ATTEMPTS changes the count.
+        self.attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_ATTEMPTS)
         self.where = f"{self.store} bucket {self.name}" + (
             f" at {self.endpoint}" if self.endpoint else "")
         self.client = boto3.session.Session().client(
             "s3", endpoint_url=self.endpoint or None, region_name=self.region or None,
-            config=Config(retries={"max_attempts": 8, "mode": "adaptive"},
+            config=Config(retries={"total_max_attempts": self.attempts, "mode": "adaptive"},
                           max_pool_connections=64,
                           s3={"addressing_style": "path" if self.endpoint else "auto"},
                           request_checksum_calculation="when_required",
@@ -79,6 +60,10 @@ class S3Bucket:
                               f"endpoint URL and the network")
         if isinstance(err, bx.ClientError):
             code = err.response.get("Error", {}).get("Code", "?")
+            if code in _RETRIED:
+                return ApplyError(f"{what} {self.where}: {code}: the server kept throttling "
+                                  f"or failing after {self.attempts} attempts with backoff; "
+                                  f"try again later (AWS_MAX_ATTEMPTS raises the count)")
             hint = {"403": "check that your credentials may access it",
                     "AccessDenied": "check that your credentials may access it",
                     "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID",
@@ -127,33 +112,98 @@ class S3Bucket:
             pass  # servers without bucket tagging: the state DB still knows
 
     def listing(self, prefix: str) -> dict[str, tuple[int, str]]:
-        """key -> (size, ETag) of every object under prefix."""
+        """key -> (size, ETag) of the object `prefix` and every object under prefix/."""
         import botocore.exceptions as bx
         out = {}
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.name, Prefix=f"{prefix}/" if prefix else "")
+                Bucket=self.name, Prefix=prefix)
             for page in pages:
                 for obj in page.get("Contents", []):
-                    out[obj["Key"]] = (obj["Size"], obj["ETag"].strip('"'))
+                    key = obj["Key"]
+                    if not prefix or key == prefix or key.startswith(prefix + "/"):
+                        out[key] = (obj["Size"], obj["ETag"].strip('"'))
         except (bx.ClientError, bx.BotoCoreError) as e:
             raise self._fail("cannot list", e) from None
         return out
 
-    def put(self, key: str, path: Path, size: int, sha256: str) -> None:
+    def put(self, key: str, entry, progress=None) -> None:
         import botocore.exceptions as bx
+        path, size, sha256 = entry.path, entry.size, entry.sha256
         try:
             if size <= MULTIPART_THRESHOLD:
                 with open(path, "rb") as fh:
                     self.client.put_object(Bucket=self.name, Key=key, Body=fh,
                                            Metadata={"sha256": sha256})
+                if progress:
+                    progress(size)
             else:
-                from boto3.s3.transfer import TransferConfig
-                # s3transfer aborts the multipart upload when it fails: no partial object
-                self.client.upload_file(str(path), self.name, key,
-                                        ExtraArgs={"Metadata": {"sha256": sha256}},
-                                        Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD,
-                                                              multipart_chunksize=PART,
-                                                              max_concurrency=4))
+                self._multipart(key, path, size, sha256, progress)
         except (bx.ClientError, bx.BotoCoreError, OSError) as e:
             raise self._fail(f"cannot upload {key} to", e) from None
+
+    def _multipart(self, key: str, path: Path, size: int, sha256: str, progress) -> None:
+        """Parts of PART bytes (the ETag `manifest.fingerprint` predicts); aborted on any
+        failure or cancellation, so no partial object and no open upload is left."""
+        upload = self.client.create_multipart_upload(Bucket=self.name, Key=key,
+                                                     Metadata={"sha256": sha256})["UploadId"]
+        try:
+            parts = []
+            with open(path, "rb") as fh:
+                for number in range(1, -(-size // PART) + 1):
+                    if self.cancelled.is_set():
+                        raise KeyboardInterrupt
+                    body = fh.read(PART)
+                    tag = self.client.upload_part(Bucket=self.name, Key=key, UploadId=upload,
+                                                  PartNumber=number, Body=body)["ETag"]
+                    parts.append({"ETag": tag, "PartNumber": number})
+                    if progress:
+                        progress(len(body))
+            self.client.complete_multipart_upload(Bucket=self.name, Key=key, UploadId=upload,
+                                                  MultipartUpload={"Parts": parts})
+        except BaseException:
+            self._abort(key, upload)
+            raise
+
+    def _abort(self, key: str, upload: str) -> None:
+        import botocore.exceptions as bx
+        try:
+            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload)
+        except (bx.ClientError, bx.BotoCoreError):
+            pass  # the server expires it; a re-run aborts what is left under the prefix
+
+    def abort_stale(self, prefix: str) -> int:
+        """Abort multipart uploads left open under prefix/ by a killed run (skycompile's
+        own bucket: nobody else uploads there). Returns how many."""
+        import botocore.exceptions as bx
+        try:
+            found = self.client.list_multipart_uploads(
+                Bucket=self.name, Prefix=f"{prefix}/" if prefix else "").get("Uploads", [])
+        except (bx.ClientError, bx.BotoCoreError):
+            return 0  # servers without the listing (rclone serve s3): nothing to find
+        for up in found:
+            self._abort(up["Key"], up["UploadId"])
+        return len(found)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        import botocore.exceptions as bx
+        try:
+            for i in range(0, len(keys), 1000):
+                batch = [{"Key": k} for k in keys[i:i + 1000]]
+                res = self.client.delete_objects(Bucket=self.name,
+                                                 Delete={"Objects": batch, "Quiet": True})
+                if res.get("Errors"):
+                    err = res["Errors"][0]
+                    raise ApplyError(f"cannot delete {err.get('Key')} from {self.where}: "
+                                     f"{err.get('Code')}: {err.get('Message')}")
+        except (bx.ClientError, bx.BotoCoreError) as e:
+            raise self._fail("cannot delete objects from", e) from None
+
+    def destroy(self) -> None:
+        import botocore.exceptions as bx
+        self.abort_stale("")
+        self.delete_keys(list(self.listing("")))
+        try:
+            self.client.delete_bucket(Bucket=self.name)
+        except (bx.ClientError, bx.BotoCoreError) as e:
+            raise self._fail("cannot delete", e) from None

@@ -152,6 +152,114 @@ class S3Server(Server):
         return out
 
 
+class MotoServer(Server):
+    """moto's S3 (PyPI `moto[server]`): AWS-exact where rclone serve s3 is not — bucket
+    tagging, LocationConstraint, multipart upload listings. Any key pair is accepted."""
+
+    name = "moto server"
+    start_timeout = 60.0
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def client(self):
+        import boto3
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="moto",
+                            aws_secret_access_key="moto", region_name="us-east-1")
+
+
+class FaultProxy:
+    """An HTTP reverse proxy on loopback in front of an object server, answering chosen
+    requests itself with an error (throttling, 5xx) — failures a healthy server does not
+    produce. `fail(method, status, code, times, match)` makes the next `times` requests of
+    that method whose path contains `match` fail; `seen` counts the requests per (method, status returned). Requests are
+    forwarded with their Host header, so signed (SigV4) requests stay valid."""
+
+    def __init__(self, upstream_port: int):
+        import http.server
+        import threading
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.faults: dict[str, list] = {}
+        self.seen: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy._take(self.command, self.path)
+                if fault:
+                    status, code = fault
+                    payload = (f"<?xml version=\"1.0\"?><Error><Code>{code}</Code>"
+                               f"<Message>injected</Message></Error>").encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    proxy._count(self.command, status)
+                    return
+                import http.client
+                up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("connection", "keep-alive")}
+                up.request(self.command, self.path, body=body, headers=headers)
+                res = up.getresponse()
+                data = res.read()
+                self.send_response(res.status)
+                for k, v in res.getheaders():
+                    if k.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                         "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                up.close()
+                proxy._count(self.command, res.status)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def fail(self, method: str, status: int, code: str, times: int, match: str = "") -> None:
+        with self._lock:
+            self.faults[method] = [status, code, times, match]
+
+    def _take(self, method: str, path: str):
+        with self._lock:
+            f = self.faults.get(method)
+            if f and f[2] > 0 and f[3] in path:
+                f[2] -= 1
+                return f[0], f[1]
+            return None
+
+    def _count(self, method: str, status: int) -> None:
+        with self._lock:
+            self.seen[(method, status)] = self.seen.get((method, status), 0) + 1
+
+    def start(self) -> "FaultProxy":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # --- nodes -----------------------------------------------------------------------------
 
 # The namespace's init: a tmpfs holds the overlay's upper layer over the lower root ($1: the

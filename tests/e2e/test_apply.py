@@ -1,16 +1,30 @@
-"""The apply phase against a real S3 server: buckets created or reused (never a foreign
-one), incremental uploads through the hash cache, then a node that uses what was uploaded."""
+"""The apply phase against real S3 servers (rclone serve s3; moto where AWS-exact behaviour
+is needed): buckets created or reused (never a foreign one), incremental uploads through
+the hash cache, --delete, `storage ls/delete`, interrupted uploads, then a node that uses
+what was uploaded."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import skycompile
 from skycompile import apply as apply_mod
 from skycompile import cli, compiler
+from skycompile.manifest import Hasher
 from skycompile.state import State
+
+from . import nodes
+
+REPO = Path(skycompile.__file__).resolve().parent.parent
+BUCKET = "skycompile-tester-applied"  # the managed bucket: skycompile-<user>-<task name>
 
 
 @pytest.fixture
@@ -32,43 +46,132 @@ def env(tmp_path, monkeypatch, s3):
     return tmp_path
 
 
-def run_apply(s3, *extra):
-    args = cli.parser().parse_args(["task.yaml", "-o", "boot.sh", "--endpoint-url",
-                                    s3.endpoint, *extra])
+def run_apply(endpoint: str, *extra: str, task: str = "task.yaml") -> tuple[dict, int]:
+    """One real run in-process: (apply's counts, files whose contents were read)."""
+    args = cli.parser().parse_args([task, "-o", "boot.sh", "--endpoint-url", endpoint, *extra])
     opts = cli.options(args)
-    compiled = compiler.compile_file("task.yaml", opts)
     state = State()
+    hasher = Hasher(state)
     try:
-        return apply_mod.apply([t.plan for t in compiled.tasks], opts, state=state), state
+        compiled = compiler.compile_file(task, opts, hasher)
+        hasher.save()
+        return apply_mod.apply([t.plan for t in compiled.tasks], opts, state=state), hasher.read
     finally:
         state.close()
 
 
 def local_tree(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
+            for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+            and ".git" not in p.relative_to(root).parts}
+
+
+def process(args: list[str], cwd: Path, **kw) -> subprocess.Popen:
+    """`python -m skycompile ARGS` as a user runs it (this environment, this checkout)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    return subprocess.Popen([sys.executable, "-m", "skycompile", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def test_first_upload_resync_and_one_change(env, s3):
-    counts, _ = run_apply(s3)
-    assert counts["uploaded"] == 31 and counts["skipped"] == 0 and counts["hashed"] == 31
-    bucket = "skycompile-tester-applied"
-    objects = s3.objects(bucket)
+    counts, read = run_apply(s3.endpoint)
+    assert counts["uploaded"] == 31 and counts["skipped"] == 0 and read == 31
+    objects = s3.objects(BUCKET)
     assert objects == {f"workdir/{k}": v for k, v in local_tree(env / "proj").items()}
     records = {r.name: r for r in State().buckets()}
-    assert records[bucket].status == "READY" and records["sc-applied-out"].status == "READY"
-    # no change: nothing uploaded, no hash recomputed by the upload step (all cached)
-    counts, _ = run_apply(s3)
-    assert counts == {"uploaded": 0, "skipped": 31, "bytes": 0, "hashed": 0}
-    # one file changed: only it goes
+    assert records[BUCKET].status == "READY" and records["sc-applied-out"].status == "READY"
+    # no change: nothing uploaded, no file read (the hash cache answers)
+    counts, read = run_apply(s3.endpoint)
+    assert counts == {"uploaded": 0, "skipped": 31, "bytes": 0, "deleted": 0} and read == 0
+    # one file changed: only it is read, and only it goes
     (env / "proj" / "src" / "m3.py").write_text("changed\n")
-    counts, _ = run_apply(s3)
-    assert counts["uploaded"] == 1 and counts["skipped"] == 30 and counts["hashed"] == 1
-    assert s3.objects(bucket)["workdir/src/m3.py"] == hashlib.sha256(b"changed\n").hexdigest()
+    counts, read = run_apply(s3.endpoint)
+    assert counts["uploaded"] == 1 and counts["skipped"] == 30 and read == 1
+    assert s3.objects(BUCKET)["workdir/src/m3.py"] == hashlib.sha256(b"changed\n").hexdigest()
     # a file removed locally stays in the bucket (no --delete)
     (env / "proj" / "src" / "m4.py").unlink()
-    run_apply(s3)
-    assert "workdir/src/m4.py" in s3.objects(bucket)
+    run_apply(s3.endpoint)
+    assert "workdir/src/m4.py" in s3.objects(BUCKET)
+
+
+def _opened(trace: Path, root: Path) -> set[str]:
+    """Regular files below root that the traced process opened (directories excluded)."""
+    found = set()
+    for line in trace.read_text().splitlines():
+        if "O_DIRECTORY" in line or '"' not in line or "= -1" in line:
+            continue
+        path = line.split('"')[1]
+        if path.startswith(str(root) + "/") or not path.startswith("/"):
+            found.add(os.path.relpath(os.path.join(root.parent, path), root)
+                      if not path.startswith("/") else os.path.relpath(path, root))
+    return found
+
+
+def test_resync_opens_no_data_file(env, s3):
+    """Seen from the kernel (strace), not from a counter: a second run of an unchanged tree
+    opens none of its files, while the first run opens every one."""
+    proj = env / "proj"
+    args = ["task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint, "--quiet"]
+    traces = []
+    for n in range(2):
+        trace = env / f"trace{n}"
+        proc = process(["--version"], env)  # warm the import path once, outside the trace
+        proc.communicate()
+        strace = subprocess.run(
+            ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", str(trace),
+             sys.executable, "-m", "skycompile", *args], cwd=env,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+        assert strace.returncode == 0, strace.stderr
+        traces.append(_opened(trace, proj))
+    data = set(local_tree(proj))
+    assert data <= traces[0], data - traces[0]  # the check can see reads
+    assert not (traces[1] & data), traces[1] & data
+
+
+def test_list_sources_single_files_symlinks_and_git(env, s3, cli):
+    proj = env / "proj"
+    subprocess.run(["git", "init", "-q", str(proj)], check=True)
+    subprocess.run(["git", "-C", str(proj), "add", "src"], check=True)
+    (proj / "link.py").symlink_to("src/m1.py")
+    (env / "a").mkdir()
+    (env / "a" / "x.txt").write_text("x\n")
+    (env / "b.txt").write_text("b\n")
+    (env / "task.yaml").write_text(
+        "name: applied\nworkdir: proj\nfile_mounts:\n"
+        "  /list:\n    name: sc-applied-list\n    source: [./a, ./b.txt]\n    mode: COPY\n"
+        "  /single.txt: ./b.txt\nrun: x\n")
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
+    assert res.code == 0, res.err
+    assert "symlinks are not uploaded: link.py" in res.err
+    sha = hashlib.sha256
+    assert s3.objects("sc-applied-list") == {"a/x.txt": sha(b"x\n").hexdigest(),
+                                             "b.txt": sha(b"b\n").hexdigest()}
+    managed = s3.objects(BUCKET)
+    workdir = {k: v for k, v in managed.items() if k.startswith("workdir/")}
+    assert workdir == {f"workdir/{k}": v for k, v in local_tree(proj).items()}
+    assert not any("/.git/" in k or k.endswith("link.py") for k in managed)
+    single = [k for k in managed if not k.startswith("workdir/")]
+    assert len(single) == 1 and managed[single[0]] == sha(b"b\n").hexdigest()
+    # the single file is found again by the next run (its key is the prefix itself)
+    counts, read = run_apply(s3.endpoint)
+    assert counts["uploaded"] == 0 and read == 0
+
+
+def test_delete_flag_removes_only_what_no_local_file_matches(env, s3):
+    run_apply(s3.endpoint)
+    s3.client().put_object(Bucket=BUCKET, Key="workdir/stale.txt", Body=b"old")
+    s3.client().put_object(Bucket=BUCKET, Key="elsewhere/keep.txt", Body=b"keep")
+    (env / "proj" / "src" / "m5.py").unlink()
+    counts, _ = run_apply(s3.endpoint)
+    assert counts["deleted"] == 0 and "workdir/stale.txt" in s3.objects(BUCKET)
+    counts, _ = run_apply(s3.endpoint, "--delete")
+    assert counts["deleted"] == 2
+    objects = s3.objects(BUCKET)
+    assert "workdir/stale.txt" not in objects and "workdir/src/m5.py" not in objects
+    assert "elsewhere/keep.txt" in objects  # outside every upload's prefix
+    assert {k for k in objects if k.startswith("workdir/")} == \
+        {f"workdir/{k}" for k in local_tree(env / "proj")}
 
 
 def test_foreign_bucket_is_refused_before_any_upload(env, s3, cli):
@@ -79,15 +182,121 @@ def test_foreign_bucket_is_refused_before_any_upload(env, s3, cli):
             "created by skycompile; to use it as it is, write `source: s3://sc-applied-out` "
             "instead of `name:`") in res.err
     assert not Path("boot.sh").exists()
+    assert not (s3.root / BUCKET).exists()  # checked before anything was created
 
 
 def test_no_access_names_the_bucket(env, s3, cli, monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint)
     assert res.code == 1
-    assert res.err.startswith("skycompile: error: cannot check s3 bucket sc-applied-out at ")
+    assert res.err.startswith("skycompile: error: cannot check s3 bucket ")
     assert "403: check that your credentials may access it" in res.err, res.err
     assert "Traceback" not in res.err
+
+
+def test_storage_ls_and_delete(env, s3, cli):
+    (env / "task.yaml").write_text(
+        "name: applied\nworkdir: proj\nfile_mounts:\n  /tmp1:\n    name: sc-applied-tmp\n"
+        "    persistent: false\n    mode: MOUNT\nrun: x\n")
+    assert cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint).code == 0
+    s3.bucket("sc-foreign")
+    res = cli("storage", "ls")
+    lines = res.out.splitlines()
+    assert lines[0].split() == ["NAME", "CREATED", "STORE", "COMMAND", "STATUS", "PERSISTENT"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {BUCKET, "sc-applied-tmp"}
+    assert rows["sc-applied-tmp"].split()[-2:] == ["READY", "no"]
+    assert "skycompile task.yaml" in rows[BUCKET] and rows[BUCKET].split()[-1] == "yes"
+    listed = json.loads(cli("storage", "ls", "--json").out)
+    assert {(b["name"], b["persistent"], b["status"]) for b in listed} == {
+        (BUCKET, True, "READY"), ("sc-applied-tmp", False, "READY")}
+    # refused: a bucket skycompile did not create; no --yes without a terminal
+    res = cli("storage", "delete", "sc-foreign", "--yes")
+    assert res.code == 2 and "not created by skycompile" in res.err
+    assert (s3.root / "sc-foreign").is_dir()
+    res = cli("storage", "delete", BUCKET)
+    assert res.code == 2 and "pass --yes" in res.err
+    # --ephemeral: the persistent: false one only, emptied first
+    res = cli("storage", "delete", "--ephemeral", "--yes")
+    assert res.code == 0, res.err
+    assert not (s3.root / "sc-applied-tmp").exists() and (s3.root / BUCKET).is_dir()
+    res = cli("storage", "delete", BUCKET, "--yes")
+    assert res.code == 0, res.err
+    assert not (s3.root / BUCKET).exists()
+    assert "No buckets created by skycompile" in cli("storage", "ls").out
+    assert (s3.root / "sc-foreign").is_dir()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_interrupted_upload_then_rerun(env, s3, sig):
+    """Killed mid-upload: every object already in the bucket is whole and right, the state
+    says the upload did not finish, and a re-run completes it."""
+    proj = env / "proj"
+    for i in range(300):
+        (proj / "src" / f"d{i}.bin").write_bytes(os.urandom(256 * 1024))
+    (proj / "huge.bin").write_bytes(os.urandom(150 * 2**20))
+    args = ["task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint]
+    proc = process(args, env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        landed = list((s3.root / BUCKET).rglob("*.bin")) if (s3.root / BUCKET).exists() else []
+        if len(landed) >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the upload finished before it could be interrupted"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == (130 if sig == signal.SIGINT else -9), err
+    assert "Traceback" not in err
+    assert not (env / "boot.sh").exists()
+    if sig == signal.SIGINT:
+        assert State().bucket("s3", s3.endpoint, BUCKET).status == "UPLOAD_FAILED"
+    want = {f"workdir/{k}": v for k, v in local_tree(proj).items()}
+    partial = s3.objects(BUCKET)
+    assert 0 < len(partial) < len(want)
+    assert all(want[k] == v for k, v in partial.items())  # no partial or wrong object
+    rerun = process(args, env)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert s3.objects(BUCKET) == want
+    assert State().bucket("s3", s3.endpoint, BUCKET).status == "READY"
+
+
+@pytest.fixture
+def moto(serve) -> nodes.MotoServer:
+    return serve(nodes.MotoServer, "moto")
+
+
+def test_moto_region_tag_and_a_second_machine(tmp_path, monkeypatch, moto, cli):
+    """AWS-exact: the bucket is made in the task's region and tagged; a second machine
+    (fresh state) recognises it by the tag and reuses it, and a bucket without the tag is
+    refused."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "moto", "AWS_SECRET_ACCESS_KEY": "moto",
+                       "SKYCOMPILE_USER": "tester"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("f\n")
+    (tmp_path / "task.yaml").write_text(
+        "resources:\n  cloud: aws\n  region: eu-west-1\nfile_mounts:\n  /d:\n"
+        "    name: sc-moto-data\n    source: ./d\nrun: x\n")
+    for machine in ("one", "two"):
+        monkeypatch.setenv("SKYCOMPILE_STATE_DIR", str(tmp_path / machine))
+        res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", moto.endpoint)
+        assert res.code == 0, res.err
+    s3 = moto.client()
+    assert s3.get_bucket_location(Bucket="sc-moto-data")["LocationConstraint"] == "eu-west-1"
+    assert {"Key": "created-by", "Value": "skycompile"} in \
+        s3.get_bucket_tagging(Bucket="sc-moto-data")["TagSet"]
+    assert "1 file(s) up to date" in res.err  # machine two uploaded nothing
+    second = State(tmp_path / "two" / "state.db").bucket("s3", moto.endpoint, "sc-moto-data")
+    assert second and second.status == "READY"
+    s3.create_bucket(Bucket="sc-moto-foreign")
+    (tmp_path / "task.yaml").write_text(
+        "file_mounts:\n  /d:\n    name: sc-moto-foreign\n    source: ./d\nrun: x\n")
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", moto.endpoint)
+    assert res.code == 1 and "was not created by skycompile" in res.err
+    assert "Contents" not in s3.list_objects_v2(Bucket="sc-moto-foreign")
 
 
 def test_applied_task_runs_on_a_node(env, s3, cli, node):
@@ -97,3 +306,39 @@ def test_applied_task_runs_on_a_node(env, s3, cli, node):
     assert up.returncode == 0, up.stderr
     assert up.stdout.split()[0] == "30"
     assert node.path("/root/sky_workdir/big.bin").read_bytes() == (env / "proj/big.bin").read_bytes()
+
+
+@pytest.fixture
+def proxy(s3):
+    p = nodes.FaultProxy(s3.port).start()
+    yield p
+    p.stop()
+
+
+def test_throttling_and_5xx_are_retried_with_backoff(env, s3, proxy):
+    """Every upload's first answers are 503 SlowDown / 500: retried, and all lands."""
+    proxy.fail("PUT", 503, "SlowDown", 12, match="/workdir/")
+    counts, _ = run_apply(proxy.endpoint)
+    assert counts["uploaded"] == 31
+    assert proxy.seen[("PUT", 503)] == 12
+    assert s3.objects(BUCKET) == {f"workdir/{k}": v for k, v in local_tree(env / "proj").items()}
+    (env / "proj" / "src" / "m1.py").write_text("again\n")
+    proxy.fail("PUT", 500, "InternalError", 3, match="/workdir/")
+    counts, _ = run_apply(proxy.endpoint)
+    assert counts["uploaded"] == 1 and proxy.seen[("PUT", 500)] == 3
+
+
+def test_a_server_that_keeps_failing_gives_up_with_upload_failed(env, s3, proxy, cli,
+                                                                 monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    # 500, not throttling: adaptive mode would also slow the client down (minutes here)
+    proxy.fail("PUT", 500, "InternalError", 10_000, match="/workdir/")
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", proxy.endpoint, "--quiet")
+    assert res.code == 1 and "Traceback" not in res.err
+    assert "cannot upload " in res.err and (
+        "InternalError: the server kept throttling or failing after 3 attempts") in res.err, res.err
+    assert not Path("boot.sh").exists()
+    statuses = {r.name: r.status for r in State().buckets()}
+    assert statuses[BUCKET] == "UPLOAD_FAILED"
+    # bounded: at most 3 attempts per file (queued files may never start)
+    assert 3 <= proxy.seen[("PUT", 500)] <= 3 * 31
