@@ -43,12 +43,27 @@ def apply(plans: list, opts: Options, *, state: State | None = None, out=None) -
     clients = {key: stores.bucket_client(a.store, a.bucket, endpoint=a.endpoint,
                                          region=a.region, account=a.account)
                for key, a in actions.items()}
-    missing = [key for key, a in actions.items() if not _check(clients[key], a, state)]
+    # Each check, and each check-then-create, is one step for concurrent skycompile runs
+    # on this machine (the state's write lock): a bucket is created once, and a run never
+    # sees a bucket another run created before that run has recorded it as ours.
+    missing = []
+    for key, a in actions.items():
+        with state.transaction():
+            if not _check(clients[key], a, state):
+                missing.append(key)
     for key in missing:
-        a = actions[key]
-        state.record_bucket(a.store, a.endpoint, a.bucket, a.region, opts.recompile,
-                            a.persistent, account=a.account)
-        clients[key].create()
+        a, client = actions[key], clients[key]
+        with state.transaction():
+            if _check(client, a, state):  # created meanwhile by a concurrent run
+                continue
+            state.record_bucket(a.store, a.endpoint, a.bucket, a.region, opts.recompile,
+                                a.persistent, account=a.account)
+            client.create()
+    for key, client in clients.items():
+        if hasattr(client, "abort_orphans"):  # S3's multipart uploads a killed run left
+            a = actions[key]
+            client.journal = state.journal(a.store, a.endpoint, a.bucket)
+            client.abort_orphans()
     for plan in plans:
         for upload in plan.uploads:
             ref = upload.target
@@ -109,8 +124,6 @@ def _sync(client, upload, plan, opts: Options, out) -> dict:
     if manifest.symlinks:
         print(f"skycompile: warning: {upload.label}: symlinks are not uploaded: "
               f"{', '.join(manifest.symlinks)}", file=out)
-    if hasattr(client, "abort_stale"):
-        client.abort_stale(ref.prefix)
     remote = client.listing(ref.prefix)
     todo, skipped = [], 0
     for entry in manifest.entries:

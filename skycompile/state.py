@@ -11,8 +11,10 @@ The schema has a version (`PRAGMA user_version`); `MIGRATIONS[i]` takes version 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,18 @@ MIGRATIONS = [
     """,
     # Azure containers live in a storage account: storage delete must know which.
     "ALTER TABLE buckets ADD COLUMN account TEXT NOT NULL DEFAULT ''",
+    # Multipart uploads in flight, by process: a later run aborts those whose process is
+    # gone (killed mid-upload), never those of a run still going.
+    """
+    CREATE TABLE multipart (
+        upload_id TEXT PRIMARY KEY,
+        store TEXT NOT NULL,
+        endpoint TEXT NOT NULL,
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        pid INTEGER NOT NULL
+    )
+    """,
 ]
 
 
@@ -80,8 +94,7 @@ class State:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA busy_timeout=30000")
+                _wal(db)
                 self._migrate(db)
             except (OSError, sqlite3.Error) as e:
                 raise StateError(f"state file {self.path}: {e}; check its permissions, or move "
@@ -116,6 +129,18 @@ class State:
             self._db.close()
             self._db = None
 
+    @contextlib.contextmanager
+    def transaction(self):
+        """A write transaction: other skycompile processes wait until it ends (so a check
+        and the action it decides, like creating a bucket, are one step for them)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     # --- buckets ---
     def bucket(self, store: str, endpoint: str, name: str) -> BucketRecord | None:
         row = self.db.execute("SELECT * FROM buckets WHERE store=? AND endpoint=? AND name=?",
@@ -144,6 +169,10 @@ class State:
         self.db.execute("DELETE FROM buckets WHERE store=? AND endpoint=? AND name=?",
                         (store, endpoint, name))
 
+    # --- multipart uploads in flight ---
+    def journal(self, store: str, endpoint: str, bucket: str) -> "Journal":
+        return Journal(self, (store, endpoint, bucket))
+
     # --- hash cache ---
     def cached_hashes(self, path: str, st: os.stat_result) -> tuple[str, str] | None:
         """(etags, sha256) of `path` if it is unchanged since they were computed."""
@@ -156,12 +185,60 @@ class State:
         return None
 
     def store_hashes(self, rows: list[tuple[str, os.stat_result, str, str]]) -> None:
-        with self.db:  # sqlite3's transaction
-            self.db.execute("BEGIN IMMEDIATE")
+        with self.transaction():
             self.db.executemany(
                 "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)",
                 [(p, st.st_size, st.st_mtime_ns, st.st_ino, tags, sha)
                  for p, st, tags, sha in rows])
+
+
+def _wal(db: sqlite3.Connection, wait: float = 30.0) -> None:
+    """Switch to the WAL journal (once per file; it persists). Two processes opening a new
+    state file at once may both try: the switch does not wait on the busy timeout, so the
+    loser retries until the winner is done."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class Journal:
+    """The multipart uploads one bucket has in flight from this machine (thread-safe)."""
+
+    def __init__(self, state: State, where: tuple[str, str, str]):
+        self.state, self.where = state, where
+        self._lock = threading.Lock()
+
+    def opened(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            self.state.db.execute("INSERT OR REPLACE INTO multipart VALUES (?,?,?,?,?,?)",
+                                  (upload_id, *self.where, key, os.getpid()))
+
+    def closed(self, upload_id: str) -> None:
+        with self._lock:
+            self.state.db.execute("DELETE FROM multipart WHERE upload_id=?", (upload_id,))
+
+    def orphans(self) -> list[tuple[str, str]]:
+        """(key, upload_id) of uploads whose process is gone."""
+        rows = self.state.db.execute(
+            "SELECT key, upload_id, pid FROM multipart WHERE store=? AND endpoint=? AND "
+            "bucket=?", self.where).fetchall()
+        return [(key, upload) for key, upload, pid in rows if not _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()  # our own pid here: a dead run's, reused
 
 
 def _record(row) -> BucketRecord:

@@ -29,6 +29,7 @@ class S3Bucket:
     account: str = ""  # unused: the S3 family has no accounts in URIs
     # set to stop multipart uploads between parts (Ctrl-C): they abort instead of finishing
     cancelled: threading.Event = field(default_factory=threading.Event)
+    journal: object = None  # state.Journal: multipart uploads in flight, for abort_orphans
 
     def __post_init__(self):
         try:
@@ -147,6 +148,8 @@ class S3Bucket:
         failure or cancellation, so no partial object and no open upload is left."""
         upload = self.client.create_multipart_upload(Bucket=self.name, Key=key,
                                                      Metadata={"sha256": sha256})["UploadId"]
+        if self.journal:
+            self.journal.opened(key, upload)
         try:
             parts = []
             with open(path, "rb") as fh:
@@ -161,6 +164,8 @@ class S3Bucket:
                         progress(len(body))
             self.client.complete_multipart_upload(Bucket=self.name, Key=key, UploadId=upload,
                                                   MultipartUpload={"Parts": parts})
+            if self.journal:
+                self.journal.closed(upload)
         except BaseException:
             self._abort(key, upload)
             raise
@@ -169,21 +174,21 @@ class S3Bucket:
         import botocore.exceptions as bx
         try:
             self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload)
-        except (bx.ClientError, bx.BotoCoreError):
-            pass  # the server expires it; a re-run aborts what is left under the prefix
+        except bx.ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("NoSuchUpload", "404"):
+                return  # still open: the journal keeps it for the next run
+        except bx.BotoCoreError:
+            return
+        if self.journal:
+            self.journal.closed(upload)
 
-    def abort_stale(self, prefix: str) -> int:
-        """Abort multipart uploads left open under prefix/ by a killed run (skycompile's
-        own bucket: nobody else uploads there). Returns how many."""
-        import botocore.exceptions as bx
-        try:
-            found = self.client.list_multipart_uploads(
-                Bucket=self.name, Prefix=f"{prefix}/" if prefix else "").get("Uploads", [])
-        except (bx.ClientError, bx.BotoCoreError):
-            return 0  # servers without the listing (rclone serve s3): nothing to find
-        for up in found:
-            self._abort(up["Key"], up["UploadId"])
-        return len(found)
+    def abort_orphans(self) -> int:
+        """Abort the multipart uploads that a killed run of this machine left open in
+        this bucket (from `journal`, never another run's). Returns how many."""
+        orphans = self.journal.orphans() if self.journal else []
+        for key, upload in orphans:
+            self._abort(key, upload)
+        return len(orphans)
 
     def delete_keys(self, keys: list[str]) -> None:
         import botocore.exceptions as bx
@@ -201,7 +206,12 @@ class S3Bucket:
 
     def destroy(self) -> None:
         import botocore.exceptions as bx
-        self.abort_stale("")
+        try:  # the bucket goes: every upload still open in it goes first
+            open_uploads = self.client.list_multipart_uploads(Bucket=self.name).get("Uploads", [])
+        except (bx.ClientError, bx.BotoCoreError):
+            open_uploads = []  # servers without the listing
+        for up in open_uploads:
+            self._abort(up["Key"], up["UploadId"])
         self.delete_keys(list(self.listing("")))
         try:
             self.client.delete_bucket(Bucket=self.name)

@@ -171,6 +171,8 @@ class MotoServer(Server):
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="moto",
                             aws_secret_access_key="moto", region_name="us-east-1")
 
+    objects = S3Server.objects
+
 
 class FaultProxy:
     """An HTTP reverse proxy on loopback in front of an object server, answering chosen

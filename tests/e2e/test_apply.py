@@ -260,6 +260,9 @@ def test_interrupted_upload_then_rerun(env, s3, sig):
     assert rerun.returncode == 0, err
     assert s3.objects(BUCKET) == want
     assert State().bucket("s3", s3.endpoint, BUCKET).status == "READY"
+    # a multipart upload the killed run left open was aborted by the re-run
+    assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert State().journal("s3", s3.endpoint, BUCKET).orphans() == []
 
 
 @pytest.fixture
@@ -342,3 +345,23 @@ def test_a_server_that_keeps_failing_gives_up_with_upload_failed(env, s3, proxy,
     assert statuses[BUCKET] == "UPLOAD_FAILED"
     # bounded: at most 3 attempts per file (queued files may never start)
     assert 3 <= proxy.seen[("PUT", 500)] <= 3 * 31
+
+
+def test_two_runs_at_once_share_the_bucket_and_the_state(env, moto, monkeypatch):
+    """Two skycompile processes on one task, one state file, at the same moment: the bucket
+    is created once, both succeed, every object is right, the state is READY. (moto, whose
+    PUTs are atomic as S3's are: rclone serve s3 can serve a torn object while two PUTs of
+    one key overlap.)"""
+    for i in range(200):
+        (env / "proj" / "src" / f"c{i}.txt").write_text(f"{i}\n" * 1000)
+    runs = [process(["task.yaml", "-o", f"boot{n}.sh", "--endpoint-url", moto.endpoint,
+                     "--quiet"], env) for n in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+    assert moto.objects(BUCKET) == {f"workdir/{k}": v for k, v in local_tree(env / "proj").items()}
+    records = State().buckets()
+    assert sorted(r.name for r in records) == sorted([BUCKET, "sc-applied-out"])
+    assert all(r.status == "READY" for r in records)
+    assert (env / "boot0.sh").read_text().replace("boot0.sh", "boot1.sh") == \
+        (env / "boot1.sh").read_text()
