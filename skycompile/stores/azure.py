@@ -107,6 +107,7 @@ STORE = Store(
     + (f"/{r.prefix}" if r.prefix else ""),
     credentials=azure_key,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
+    client="azure_client:AzureBucket",
     uri_hint="https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]",
     emulator=Emulator(
         env="AZURE_STORAGE_CONNECTION_STRING", endpoint=emulator_endpoint,

@@ -62,6 +62,7 @@ STORE = Store(
     format_uri=lambda r: f"gs://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
     credentials=gcs_service_account,
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
+    client="gcs_client:GCSBucket",
     uri_hint="gs://BUCKET[/PREFIX]",
     emulator=Emulator(
         env="STORAGE_EMULATOR_HOST", endpoint=emulator_endpoint,
