@@ -96,6 +96,23 @@ def test_check_identical_then_different(task, cli, no_network):
     assert "echo hi" in (Path("out") / "node-0.sh").read_text()
 
 
+def test_check_sees_local_data_change_through_the_hash_cache(tmp_path, cli, no_network,
+                                                             monkeypatch):
+    """The header records the manifest of the local sources; the second compile answers
+    from the hash cache, yet a same-size edit (new mtime) is seen."""
+    monkeypatch.setenv("SKYCOMPILE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    Path("proj").mkdir()
+    Path("proj/a.txt").write_text("aaaa\n")
+    Path("t.yaml").write_text("name: data\nworkdir: proj\nrun: cat a.txt\n")
+    assert cli("t.yaml", "--dry-run", "-o", "out/").code == 0
+    assert (tmp_path / "state" / "state.db").exists()  # the cache was kept
+    assert cli("t.yaml", "-o", "out/", "--check").code == 0
+    Path("proj/a.txt").write_text("bbbb\n")
+    changed = cli("t.yaml", "-o", "out/", "--check")
+    assert changed.code == 1 and "manifest" in changed.out, changed.out
+
+
 def test_check_reports_missing_file(task, cli):
     result = cli(task(ONE_NODE), "-o", "boot.sh", "--check")
     assert result.code == 1
