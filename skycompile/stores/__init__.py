@@ -66,6 +66,9 @@ class Store:
     # the local-side client for apply and `storage`: "module:Class" in this package (a
     # BucketClient), imported only when used since it imports the store's SDK; "" = none
     client: str = ""
+    # (file under $HOME, profile): where the store keeps its own AWS-style keys, read by the
+    # local client (and --embed-credentials) when AWS_ACCESS_KEY_ID is not set
+    key_file: tuple[str, str] | None = None
 
 
 class BucketClient(Protocol):

@@ -14,11 +14,15 @@ def parse(uri: str) -> BucketRef:
     return BucketRef("r2", bucket, prefix)
 
 
+# SkyPilot keeps R2 keys here, in profile [r2]
+KEY_FILE = (".cloudflare/r2.credentials", "r2")
+
+
 def r2_keys(environ, home: Path) -> dict[str, str]:
-    """SkyPilot keeps R2 keys in ~/.cloudflare/r2.credentials, profile [r2]; else AWS_*."""
-    file = home / ".cloudflare/r2.credentials"
+    """The [r2] profile of ~/.cloudflare/r2.credentials; else AWS_*."""
+    file = home / KEY_FILE[0]
     if file.exists() and not environ.get("AWS_ACCESS_KEY_ID"):
-        return aws_keys(environ, home, file=file, profile="r2", what="R2")
+        return aws_keys(environ, home, file=file, profile=KEY_FILE[1], what="R2")
     return aws_keys(environ, home, what="R2")
 
 
@@ -32,7 +36,7 @@ STORE = Store(
     format_uri=lambda r: f"r2://{r.bucket}" + (f"/{r.prefix}" if r.prefix else ""),
     credentials=r2_keys,
     bucket_name_problems=hyphen_name_problems, rclone_remote=rclone_remote,
-    client="s3_client:S3Bucket",
+    client="s3_client:S3Bucket", key_file=KEY_FILE,
     uri_hint="r2://BUCKET[/PREFIX]",
     needs_endpoint="https://ACCOUNT_ID.r2.cloudflarestorage.com",
     notes=("needs the account endpoint: config.endpoint_url or --endpoint-url",),

@@ -20,6 +20,23 @@ _RETRIED = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceed
             "504"}
 
 
+def _session(store: str):
+    """A boto3 session with the SDK's usual credential chain, or, for a store that keeps
+    its own key file (R2: ~/.cloudflare/r2.credentials) when AWS_ACCESS_KEY_ID is unset,
+    that file's profile."""
+    import boto3
+    import botocore.session
+    from . import get
+    key_file = get(store).key_file
+    core = botocore.session.get_session()
+    if key_file and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        path = Path.home() / key_file[0]
+        if path.exists():
+            core.set_config_variable("credentials_file", str(path))
+            core.set_config_variable("profile", key_file[1])
+    return boto3.session.Session(botocore_session=core)
+
+
 @dataclass
 class S3Bucket:
     store: str
@@ -43,7 +60,7 @@ class S3Bucket:
         self.attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_ATTEMPTS)
         self.where = f"{self.store} bucket {self.name}" + (
             f" at {self.endpoint}" if self.endpoint else "")
-        self.client = boto3.session.Session().client(
+        self.client = _session(self.store).client(
             "s3", endpoint_url=self.endpoint or None, region_name=self.region or None,
             config=Config(retries={"total_max_attempts": self.attempts, "mode": "adaptive"},
                           max_pool_connections=64,
@@ -54,8 +71,11 @@ class S3Bucket:
     def _fail(self, what: str, err: Exception) -> ApplyError:
         import botocore.exceptions as bx
         if isinstance(err, bx.NoCredentialsError):
+            from . import get
+            key_file = get(self.store).key_file
+            extra = f", or profile [{key_file[1]}] of ~/{key_file[0]}" if key_file else ""
             return ApplyError(f"{what} {self.where}: no credentials found; set "
-                              f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+                              f"AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE{extra}")
         if isinstance(err, bx.EndpointConnectionError):
             return ApplyError(f"{what} {self.where}: cannot connect ({err}); check the "
                               f"endpoint URL and the network")

@@ -365,3 +365,29 @@ def test_two_runs_at_once_share_the_bucket_and_the_state(env, moto, monkeypatch)
     assert all(r.status == "READY" for r in records)
     assert (env / "boot0.sh").read_text().replace("boot0.sh", "boot1.sh") == \
         (env / "boot1.sh").read_text()
+
+
+def test_r2_keys_from_skypilots_credentials_file(env, s3, cli, monkeypatch):
+    """Without AWS_* keys, an R2 bucket is filled with the [r2] profile of
+    ~/.cloudflare/r2.credentials, where SkyPilot keeps them."""
+    home = env / "home"
+    (home / ".cloudflare").mkdir(parents=True)
+    keys = s3.env()
+    (home / ".cloudflare" / "r2.credentials").write_text(
+        f"[r2]\naws_access_key_id = {keys['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {keys['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    (env / "task.yaml").write_text(
+        "file_mounts:\n  /d:\n    name: sc-r2-data\n    store: r2\n    source: ./proj/src\n"
+        "run: x\n")
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint, "--quiet")
+    assert res.code == 0, res.err
+    assert s3.objects("sc-r2-data") == {k[len("src/"):]: v for k, v in
+                                        local_tree(env / "proj").items() if k.startswith("src/")}
+    (home / ".cloudflare" / "r2.credentials").write_text("[r2]\n")
+    res = cli("task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint, "--quiet")
+    assert res.code == 1 and ("no credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
+                              "or AWS_PROFILE, or profile [r2] of ~/.cloudflare/r2.credentials"
+                              ) in res.err, res.err
