@@ -75,7 +75,7 @@ def apply(plans: list, opts: Options, *, state: State | None = None, out=None) -
                 raise
             for k in totals:
                 totals[k] += counts[k]
-    for key, a in actions.items():
+    for a in actions.values():
         if state.bucket(a.store, a.endpoint, a.bucket):
             state.set_status(a.store, a.endpoint, a.bucket, "READY")
     return totals

@@ -47,10 +47,7 @@ def select(state: State, names: list[str], *, everything: bool, ephemeral: bool)
     records = state.buckets()
     if everything:
         return records
-    if ephemeral:
-        chosen = [r for r in records if not r.persistent]
-    else:
-        chosen = []
+    chosen = [r for r in records if ephemeral and not r.persistent]
     unknown = []
     for name in names:
         found = [r for r in records if r.name == name]

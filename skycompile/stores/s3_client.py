@@ -50,7 +50,7 @@ class S3Bucket:
 
     def __post_init__(self):
         try:
-            import boto3
+            import boto3  # noqa: F401  (the check: _session needs it)
             from botocore.config import Config
         except ImportError:
             raise ApplyError(f"creating or filling {self.store} buckets needs boto3: pip install "

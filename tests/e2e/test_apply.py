@@ -22,9 +22,10 @@ from skycompile.manifest import Hasher
 from skycompile.state import State
 
 from . import nodes
+from .applied import WORKDIR_BUCKET, local_tree, make_project
 
 REPO = Path(skycompile.__file__).resolve().parent.parent
-BUCKET = "skycompile-tester-applied"  # the managed bucket: skycompile-<user>-<task name>
+BUCKET = WORKDIR_BUCKET  # the managed bucket: skycompile-<user>-<task name>
 
 
 @pytest.fixture
@@ -35,11 +36,7 @@ def env(tmp_path, monkeypatch, s3):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env()["AWS_SECRET_ACCESS_KEY"])
     monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
     monkeypatch.chdir(tmp_path)
-    proj = tmp_path / "proj"
-    (proj / "src").mkdir(parents=True)
-    for i in range(30):
-        (proj / "src" / f"m{i}.py").write_text(f"print({i})\n" * (i + 1))
-    (proj / "big.bin").write_bytes(os.urandom(70 * 2**20))  # multipart
+    make_project(tmp_path, 70 * 2**20)  # big.bin: S3 multipart
     (tmp_path / "task.yaml").write_text(
         "name: applied\nworkdir: proj\nfile_mounts:\n  /out:\n    name: sc-applied-out\n"
         "    mode: MOUNT\nrun: ls ~/sky_workdir/src | wc -l; cat /out/seen 2>/dev/null || true\n")
@@ -58,12 +55,6 @@ def run_apply(endpoint: str, *extra: str, task: str = "task.yaml") -> tuple[dict
         return apply_mod.apply([t.plan for t in compiled.tasks], opts, state=state), hasher.read
     finally:
         state.close()
-
-
-def local_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file() and not p.is_symlink()
-            and ".git" not in p.relative_to(root).parts}
 
 
 def process(args: list[str], cwd: Path, **kw) -> subprocess.Popen:

@@ -15,25 +15,12 @@ import pytest
 
 from skycompile import stores
 from skycompile.errors import ApplyError
-from skycompile.manifest import FileEntry, fingerprint
 
 from . import nodes
+from .applied import (BIG, OUT_BUCKET, TASK, WORKDIR_BUCKET, entry, local_tree,
+                      make_project)
 
 ACCOUNT = nodes.AzuriteServer.ACCOUNT
-WORKDIR_BUCKET = "skycompile-tester-applied"  # skycompile-<SKYCOMPILE_USER>-<task name>
-OUT_BUCKET = "sc-applied-out"
-TASK = f"""
-name: applied
-workdir: proj
-file_mounts:
-  /out:
-    name: {OUT_BUCKET}
-    mode: MOUNT
-run: |
-  ls ~/sky_workdir/src | wc -l
-  cat ~/sky_workdir/src/m3.py
-"""
-BIG = 20 * 2**20 + 4321  # above the 8 MiB single-put limit: 3 staged blocks, one commit
 OURS = {"created_by": "skycompile"}
 
 
@@ -52,11 +39,7 @@ def env(tmp_path, monkeypatch, azurite, cli):
     for name in ("AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCOUNT"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    proj = tmp_path / "proj"
-    (proj / "src").mkdir(parents=True)
-    for i in range(30):
-        (proj / "src" / f"m{i}.py").write_text(f"print({i})\n" * (i + 1))
-    (proj / "big.bin").write_bytes(os.urandom(BIG))
+    make_project(tmp_path, BIG)
     (tmp_path / "task.yaml").write_text(TASK)
     return tmp_path
 
@@ -69,11 +52,6 @@ def apply(cli, *flags: str) -> None:
 
 def azure_key_free(text: str) -> bool:
     return nodes.AzuriteServer.KEY not in text and "AccountKey" not in text
-
-
-def local_tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
 
 
 def objects(azurite: nodes.AzuriteServer, container: str) -> dict[str, str]:
@@ -180,11 +158,6 @@ def test_applied_task_runs_on_a_node(env, azurite, cli, plain_node):
     assert up.returncode == 0, up.stderr
     assert up.stdout.split()[:2] == ["30", "print(3)"]
     assert local_tree(plain_node.path("/root/sky_workdir")) == local_tree(env / "proj")
-
-
-def entry(path: Path, etags: str = "") -> FileEntry:
-    tags, sha = fingerprint(path, path.stat().st_size)
-    return FileEntry(path.name, path, path.stat().st_size, sha, etags or tags)
 
 
 def test_cancelled_or_changed_uploads_leave_no_blob(tmp_path, azurite):

@@ -19,24 +19,10 @@ import pytest
 
 from skycompile import stores
 from skycompile.errors import ApplyError
-from skycompile.manifest import FileEntry, fingerprint
 
 from . import nodes
-
-WORKDIR_BUCKET = "skycompile-tester-applied"  # skycompile-<SKYCOMPILE_USER>-<task name>
-OUT_BUCKET = "sc-applied-out"
-TASK = f"""
-name: applied
-workdir: proj
-file_mounts:
-  /out:
-    name: {OUT_BUCKET}
-    mode: MOUNT
-run: |
-  ls ~/sky_workdir/src | wc -l
-  cat ~/sky_workdir/src/m3.py
-"""
-BIG = 20 * 2**20 + 4321  # above the 8 MiB multipart limit: a resumable upload, 2 chunks
+from .applied import (BIG, OUT_BUCKET, TASK, WORKDIR_BUCKET, entry, local_tree,
+                      make_project)
 
 
 @pytest.fixture
@@ -52,11 +38,7 @@ def env(tmp_path, monkeypatch, gcs, cli):
     monkeypatch.setenv("SKYCOMPILE_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.endpoint)
     monkeypatch.chdir(tmp_path)
-    proj = tmp_path / "proj"
-    (proj / "src").mkdir(parents=True)
-    for i in range(30):
-        (proj / "src" / f"m{i}.py").write_text(f"print({i})\n" * (i + 1))
-    (proj / "big.bin").write_bytes(os.urandom(BIG))
+    make_project(tmp_path, BIG)
     (tmp_path / "task.yaml").write_text(TASK)
     return tmp_path
 
@@ -64,11 +46,6 @@ def env(tmp_path, monkeypatch, gcs, cli):
 def apply(cli, *flags: str) -> None:
     res = cli("task.yaml", "-o", "boot.sh", "--store", "gcs", *flags)
     assert res.code == 0, res.err
-
-
-def local_tree(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
 
 
 def uploads(gcs: nodes.GCSServer, bucket: str) -> int:
@@ -157,11 +134,6 @@ def test_applied_task_runs_on_a_node(env, gcs, cli, plain_node):
     assert up.stdout.split()[:2] == ["30", "print(3)"]
     node_tree = plain_node.path("/root/sky_workdir")
     assert local_tree(node_tree) == local_tree(env / "proj")
-
-
-def entry(path: Path, etags: str = "") -> FileEntry:
-    tags, sha = fingerprint(path, path.stat().st_size)
-    return FileEntry(path.name, path, path.stat().st_size, sha, etags or tags)
 
 
 def test_cancelled_or_refused_uploads_leave_no_object(tmp_path, gcs):
