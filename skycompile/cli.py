@@ -19,7 +19,7 @@ from .manifest import Hasher
 from .options import Options
 from .plan import describe
 from .state import State
-from .stores import emulator_envs
+from .stores import store_envs
 from .stores import names as store_names
 
 DESCRIPTION = """\
@@ -260,7 +260,7 @@ def options(args: argparse.Namespace) -> Options:
         user=os.environ.get("SKYCOMPILE_USER") or getpass.getuser(),
         envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
         num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
-        emulators=tuple((var, os.environ[var]) for var in emulator_envs() if os.environ.get(var)),
+        store_env=tuple((var, os.environ[var]) for var in store_envs() if os.environ.get(var)),
         managed_bucket=args.bucket, node_user=_node_user(args.node_user),
         node_ips=_node_ips(args.node_ips), rclone_mirror=_mirror(args.rclone_mirror),
         rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),

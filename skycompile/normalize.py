@@ -12,7 +12,7 @@ from .load import Document
 from .mounts import legacy, managed_bucket, plain_mount, storage_mount
 from .options import Options
 from .resolve import (Ctx, DefaultStore, Skip, default_store, endpoint_for, env_value,
-                      local_source, mount_config, node_path)
+                      local_source, mount_config, node_path, with_account)
 from .stores import BucketRef
 
 IGNORED_TOP_LEVEL = ("service", "pool", "config", "inputs", "outputs", "event_callback",
@@ -111,6 +111,9 @@ def normalize(doc: Document, opts: Options) -> Task:
             storages.append(st)
     storages.extend(legacy(ctx, data, default))
     workdir = _workdir(ctx, data, managed, default)
+    storages = [with_account(ctx, st) for st in storages]
+    if isinstance(workdir, Storage):
+        workdir = with_account(ctx, workdir)
     if ctx.uses_managed:
         for problem in default.store.bucket_name_problems(managed.bucket):
             message = f"the bucket for local sources, {managed.bucket!r}, {problem}"

@@ -21,9 +21,10 @@ class Options:
     num_nodes: int | None = None  # --num-nodes
     store: str | None = None  # --store: default store when neither task nor resources say
     endpoint_url: str = ""  # --endpoint-url, else AWS_ENDPOINT_URL
-    # (VAR, value) of the emulator variables that are set (STORAGE_EMULATOR_HOST, ...): the
-    # stores they name use that emulator. Not in repr: a real connection string holds a key.
-    emulators: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # (VAR, value) of the stores' variables that are set: emulators (STORAGE_EMULATOR_HOST,
+    # ...), whose stores then use that emulator, and accounts (OCI_NAMESPACE). Not in repr:
+    # a real connection string holds a key.
+    store_env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     managed_bucket: str | None = None  # --bucket: where local workdir/file_mounts travel
     node_user: str = ""  # --user: who runs setup/run on the node ("" = the caller)
     node_ips: tuple[str, ...] = ()  # --node-ips: SKYPILOT_NODE_IPS, node 0 first

@@ -144,8 +144,9 @@ def describe(plan: Plan, outputs: list[str]) -> str:
         what = "create or reuse (skycompile's)" if b.create else "use existing"
         where = f", region {b.region}" if b.region else ""
         ep = f", endpoint {b.endpoint}" if b.endpoint else ""
-        uri = BucketRef(b.store, b.bucket, "", b.region).uri
-        lines.append(f"  {what}: {uri}{where}{ep}  [store: {b.rule}]")
+        uri = BucketRef(b.store, b.bucket, "", b.region, b.account).uri
+        account = f", namespace {b.account}" if b.account and b.account not in uri else ""
+        lines.append(f"  {what}: {uri}{where}{ep}{account}  [store: {b.rule}]")
     if not plan.buckets:
         lines.append("  (none)")
     lines.append("uploads:")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import stores
@@ -210,7 +210,7 @@ def endpoint_for(ctx: Ctx, store: stores.Store, config: dict, path: tuple) -> st
     if store.s3_family and ctx.opts.endpoint_url:
         return ctx.opts.endpoint_url.rstrip("/")
     emulator = store.emulator
-    value = dict(ctx.opts.emulators).get(emulator.env, "") if emulator else ""
+    value = dict(ctx.opts.store_env).get(emulator.env, "") if emulator else ""
     if value:
         try:
             endpoint = emulator.endpoint(value)
@@ -226,6 +226,28 @@ def endpoint_for(ctx: Ctx, store: stores.Store, config: dict, path: tuple) -> st
                   f"Set config.endpoint_url: {store.needs_endpoint} or pass --endpoint-url.")
     return ""
 
+
+
+def with_account(ctx: Ctx, st):
+    """`st` with its bucket's account filled in from the store's account variable (OCI:
+    OCI_NAMESPACE) when the URI cannot carry one. Without it the script still compiles (the
+    node may set RCLONE_OOS_NAMESPACE), but apply refuses to create or fill the bucket."""
+    store = stores.get(st.bucket.store)
+    if not store.account_env or st.bucket.account:
+        return st
+    value = dict(ctx.opts.store_env).get(store.account_env, "")
+    if value and not re.fullmatch(store.account_pattern, value):
+        ctx.flag_error(store.account_env, f"{store.account_env}={value!r} is not a valid "
+                       f"{store.name} namespace", f"Set it to what `oci os ns get` prints.")
+        return st
+    if not value:
+        note = (f"{store.name}: {store.account_env} is not set, so the scripts do not name the "
+                f"namespace; set it (`oci os ns get` prints it), or set RCLONE_OOS_NAMESPACE "
+                f"on the nodes")
+        if note not in ctx.notes:
+            ctx.notes.append(note)
+        return st
+    return replace(st, bucket=replace(st.bucket, account=value))
 
 # Parallel transfers for COPY (rclone's default of 4 leaves bandwidth unused on many
 # small files; the node-COPY benchmark tunes this number).

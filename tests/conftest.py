@@ -46,9 +46,9 @@ def cli(monkeypatch, capsys):
         return Result(code, captured.out, captured.err)
 
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    from skycompile.stores import store_envs
+    for var in ["AWS_ENDPOINT_URL", *store_envs()]:  # emulators, OCI_NAMESPACE
+        monkeypatch.delenv(var, raising=False)
     return run
 
 

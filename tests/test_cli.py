@@ -256,3 +256,21 @@ def test_embed_credentials_needs_keys_and_writes_0700(task, cli, monkeypatch, tm
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFAKE")
     bad = cli(name, "-o", "boot.sh", "--embed-credentials")
     assert bad.code == 2 and "contains a line break" in bad.err
+
+
+def test_oci_namespace_from_the_environment(task, cli, monkeypatch):
+    """OCI_NAMESPACE names the tenancy's namespace in the node's rclone remote and the plan;
+    a malformed one is refused against the variable."""
+    name = task("file_mounts:\n  /o:\n    source: oci://b1@us-ashburn-1\n    mode: MOUNT\n"
+                "run: x\n")
+    monkeypatch.setenv("OCI_NAMESPACE", "tenancy1")
+    result = cli(name, "--dry-run", "-o", "boot.sh")
+    assert result.code == 0, result.err
+    assert "use existing: oci://b1@us-ashburn-1, region us-ashburn-1, namespace tenancy1" \
+        in result.out
+    assert "namespace = tenancy1" in Path("boot.sh").read_text()
+    monkeypatch.setenv("OCI_NAMESPACE", "ten ancy;rm")
+    result = cli(name, "--dry-run", "-o", "boot2.sh")
+    assert result.code == 2 and "OCI_NAMESPACE='ten ancy;rm' is not a valid oci namespace" \
+        in result.err and "oci os ns get" in result.err, result.err
+    assert not Path("boot2.sh").exists()

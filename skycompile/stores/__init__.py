@@ -25,7 +25,7 @@ class BucketRef:
     bucket: str
     prefix: str = ""  # no leading or trailing '/'
     region: str = ""  # when the URI carries one (cos://REGION/..., oci://B@REGION)
-    account: str = ""  # azure storage account
+    account: str = ""  # the azure storage account; the OCI namespace
 
     @property
     def uri(self) -> str:
@@ -69,6 +69,10 @@ class Store:
     # (file under $HOME, profile): where the store keeps its own AWS-style keys, read by the
     # local client (and --embed-credentials) when AWS_ACCESS_KEY_ID is not set
     key_file: tuple[str, str] | None = None
+    # the environment variable naming the account of buckets whose URI has none (OCI:
+    # OCI_NAMESPACE, the tenancy's namespace), and a regex its value must match
+    account_env: str = ""
+    account_pattern: str = ""
 
 
 class BucketClient(Protocol):
@@ -110,9 +114,10 @@ def all_stores() -> list[Store]:
     return list(_load().values())
 
 
-def emulator_envs() -> list[str]:
-    """The environment variables that may point a store at an emulator."""
-    return [s.emulator.env for s in _load().values() if s.emulator]
+def store_envs() -> list[str]:
+    """The environment variables compilation reads for the stores: emulators, accounts."""
+    return [v for s in _load().values()
+            for v in (s.emulator.env if s.emulator else "", s.account_env) if v]
 
 
 def names() -> list[str]:

@@ -29,9 +29,11 @@ def bucket_name_problems(name: str) -> list[str]:
 
 
 def rclone_remote(ref: BucketRef, endpoint: str) -> dict[str, str]:
-    # The namespace is the tenancy's; on the node rclone reads it from RCLONE_OCI_NAMESPACE
-    # style environment when not set here (see README, OCI).
+    # The namespace is the tenancy's (OCI_NAMESPACE at compile time); without it rclone on
+    # the node reads RCLONE_OOS_NAMESPACE.
     settings = {"type": "oracleobjectstorage", "provider": "instance_principal_auth"}
+    if ref.account:
+        settings["namespace"] = ref.account
     if ref.region:
         settings["region"] = ref.region
     if endpoint:
@@ -46,4 +48,7 @@ STORE = Store(
     credentials=None,  # instance principals only: nothing to embed
     bucket_name_problems=bucket_name_problems, rclone_remote=rclone_remote,
     uri_hint="oci://BUCKET[@REGION][/PREFIX]",
+    # the local side speaks OCI's Amazon S3 Compatibility API, with customer secret keys
+    client="s3_client:OCIBucket", key_file=(".aws/credentials", "oci"),
+    account_env="OCI_NAMESPACE", account_pattern=r"[a-z0-9][a-z0-9-]{0,63}",
 )

@@ -18,6 +18,7 @@ import pytest
 import skycompile
 from skycompile import apply as apply_mod
 from skycompile import cli, compiler
+from skycompile.errors import ApplyError
 from skycompile.manifest import Hasher
 from skycompile.state import State
 
@@ -382,3 +383,50 @@ def test_r2_keys_from_skypilots_credentials_file(env, s3, cli, monkeypatch):
     assert res.code == 1 and ("no credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
                               "or AWS_PROFILE, or profile [r2] of ~/.cloudflare/r2.credentials"
                               ) in res.err, res.err
+
+
+def test_oci_through_its_s3_compatibility_api(env, s3, cli, monkeypatch):
+    """OCI buckets are created and filled through the S3 Compatibility API of the namespace
+    (OCI_NAMESPACE) and region, with the [oci] profile of ~/.aws/credentials. The endpoint
+    template is the one thing replaced: it points at the local server instead of
+    NAMESPACE.compat.objectstorage.REGION.oraclecloud.com."""
+    from skycompile.stores import s3_client
+    home = env / "home"
+    (home / ".aws").mkdir(parents=True)
+    keys = s3.env()
+    (home / ".aws" / "credentials").write_text(
+        f"[oci]\naws_access_key_id = {keys['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {keys['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    (env / "task.yaml").write_text(
+        "file_mounts:\n  /d:\n    name: sc-oci-data\n    store: oci\n    source: ./proj/src\n"
+        "    mode: MOUNT\nresources:\n  cloud: oci\n  region: us-ashburn-1\nrun: x\n")
+    res = cli("task.yaml", "-o", "boot.sh", "--quiet")
+    assert res.code == 1 and "set OCI_NAMESPACE to what `oci os ns get` prints" in res.err
+    assert not Path("boot.sh").exists() and s3.client().list_buckets()["Buckets"] == []
+
+    with pytest.raises(ApplyError, match="region is not known; write oci://b@REGION"):
+        s3_client.OCIBucket("oci", "b", "", "", "tenancy1")
+    monkeypatch.setenv("OCI_NAMESPACE", "tenancy1")
+    seen = []
+    real = s3_client.OCIBucket.__post_init__
+
+    def post_init(self):
+        seen.append(s3_client.OCI_ENDPOINT.format(namespace=self.account, region=self.region))
+        self.endpoint = s3.endpoint
+        real(self)
+    monkeypatch.setattr(s3_client.OCIBucket, "__post_init__", post_init)
+    res = cli("task.yaml", "-o", "boot.sh", "--quiet")
+    assert res.code == 0, res.err
+    assert seen[0] == "https://tenancy1.compat.objectstorage.us-ashburn-1.oraclecloud.com"
+    assert s3.objects("sc-oci-data") == {k[len("src/"):]: v for k, v in
+                                         local_tree(env / "proj").items() if k.startswith("src/")}
+    script = Path("boot.sh").read_text()
+    assert "namespace = tenancy1" in script and "region = us-ashburn-1" in script
+    rec = State().bucket("oci", "", "sc-oci-data")
+    assert rec and rec.status == "READY" and rec.account == "tenancy1"
+    res = cli("storage", "delete", "sc-oci-data", "--yes")
+    assert res.code == 0, res.err
+    assert s3.client().list_buckets()["Buckets"] == []
