@@ -262,8 +262,8 @@ class OCIBucket(S3Bucket):
             raise ApplyError(f"oci bucket {self.name}: the namespace is not known; set "
                              f"OCI_NAMESPACE to what `oci os ns get` prints")
         if not self.region:
-            raise ApplyError(f"oci bucket {self.name}: the region is not known; write "
-                             f"oci://{self.name}@REGION or set resources.region")
+            raise ApplyError(f"oci bucket {self.name}: the region is not known; set "
+                             f"resources.region, or write it in the URI: oci://{self.name}@REGION")
         self.endpoint = self.endpoint or OCI_ENDPOINT.format(namespace=self.account,
                                                               region=self.region)
         super().__post_init__()

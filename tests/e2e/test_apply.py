@@ -407,7 +407,7 @@ def test_oci_through_its_s3_compatibility_api(env, s3, cli, monkeypatch):
     assert res.code == 1 and "set OCI_NAMESPACE to what `oci os ns get` prints" in res.err
     assert not Path("boot.sh").exists() and s3.client().list_buckets()["Buckets"] == []
 
-    with pytest.raises(ApplyError, match="region is not known; write oci://b@REGION"):
+    with pytest.raises(ApplyError, match="region is not known; set resources.region, or write it in the URI: oci://b@REGION"):
         s3_client.OCIBucket("oci", "b", "", "", "tenancy1")
     monkeypatch.setenv("OCI_NAMESPACE", "tenancy1")
     seen = []
