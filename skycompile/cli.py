@@ -251,8 +251,21 @@ def recompile_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+# what the schema asks of config.endpoint_url, for the flag and the variable
+_URL = re.compile(r"https?://[^\s/]+(/[^\s]*)?")
+
+
+def _endpoint(flag: str | None) -> str:
+    where, value = ("--endpoint-url", flag) if flag is not None else \
+        ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL", ""))
+    if value and not _URL.fullmatch(value):
+        raise UsageError(f"{where} {value!r} is not an http(s) URL; write it like "
+                         f"https://s3.example.com:9000")
+    return value
+
+
 def options(args: argparse.Namespace) -> Options:
-    endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL", "")
+    endpoint = _endpoint(args.endpoint_url)
     if args.num_nodes is not None and args.num_nodes < 1:
         raise UsageError(f"--num-nodes must be at least 1, not {args.num_nodes}")
     return Options(
@@ -272,9 +285,16 @@ def options(args: argparse.Namespace) -> Options:
 
 def run(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    for arg in argv:  # only an API caller can pass one: a real command line cannot hold NUL
+        if "\x00" in arg:
+            raise UsageError(f"{arg!r}: an argument cannot contain a NUL character")
     if argv[:1] == ["storage"]:
         return run_storage(argv[1:])
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    for name, value in vars(args).items():  # argparse (< 3.12) turns `--opt=--` into []
+        if value == [] and p.get_default(name) != [] or isinstance(value, list) and [] in value:
+            raise UsageError("`--` cannot be an option's value")
     if args.check and not args.output:
         raise UsageError("--check compares with existing files: pass -o PATH")
     if not args.output and not args.dry_run:

@@ -21,9 +21,27 @@ READ_RESOURCES = ("cloud", "infra", "region", "zone")
 
 # --- the task --------------------------------------------------------------------------
 
+# Variables bash sets itself when it starts setup or run (or refuses to import): a task env
+# of that name would never reach the task. Measured with bash 5.2 (5.0 and 5.1 have a subset).
+BASH_OWNS = frozenset((
+    "_ BASH BASHOPTS BASHPID BASH_ALIASES BASH_ARGC BASH_ARGV BASH_ARGV0 BASH_CMDS "
+    "BASH_COMMAND BASH_EXECUTION_STRING BASH_LINENO BASH_REMATCH BASH_SOURCE BASH_SUBSHELL "
+    "BASH_VERSINFO BASH_VERSION COMP_WORDBREAKS DIRSTACK EPOCHREALTIME EPOCHSECONDS EUID "
+    "FUNCNAME GROUPS HISTCMD IFS LINENO OLDPWD OPTERR OPTIND PIPESTATUS PPID PS4 PWD RANDOM "
+    "SECONDS SHELLOPTS SHLVL SRANDOM UID").split())
+
+
 def _envs(ctx: Ctx, data: dict) -> tuple[dict, list[tuple[str, bool]]]:
     envs = {k: env_value(v) for k, v in (data.get("envs") or {}).items()}
     secrets = data.get("secrets") or {}
+    for section in ("envs", "secrets"):
+        for key in sorted(BASH_OWNS.intersection(data.get(section) or {})):
+            ctx.error((section, key), f"bash sets {key} itself, so setup and run would never "
+                      "see this value", "Rename the variable.", key=True)
+    for key, _ in ctx.opts.envs:
+        if key in BASH_OWNS:
+            ctx.flag_error("--env", f"--env {key}: bash sets {key} itself, so setup and run "
+                           "would never see this value", "Rename the variable.")
     for key, value in ctx.opts.envs:
         if key in secrets:
             ctx.error(("secrets", key), f"--env {key}=... would embed the secret {key} in the "

@@ -19,6 +19,8 @@ from .ir import LocalSource, Mode, MountConfig, NodePath
 from .load import Document
 from .options import Options
 
+NAME_MAX, PATH_MAX = 255, 4000  # Linux: bytes per path component; a whole path (4096, less
+# room for the home directory a `~/` destination goes under)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
 
@@ -97,9 +99,17 @@ def _duration_seconds(text: str | int) -> int:
 def node_path(ctx: Ctx, raw: str, path: tuple) -> NodePath | None:
     """A file_mounts key -> NodePath: absolute, `~/...`, or relative (= under `~/`)."""
     text = ctx.sub(raw, path, key=True)
-    if "\x00" in text or "\n" in text:
-        ctx.error(path, "a destination path must not contain NUL or newline characters",
+    if "\n" in text:  # (NUL never gets here: the loader refuses it in every value)
+        ctx.error(path, "a destination path must not contain newline characters",
                   "Rename the destination.", key=True)
+        return None
+    too_long = [c for c in text.split("/") if len(c.encode()) > NAME_MAX]
+    if too_long or len(text.encode()) > PATH_MAX:
+        what = (f"its component {too_long[0][:40]!r}... is {len(too_long[0].encode())} bytes "
+                f"long" if too_long else f"it is {len(text.encode())} bytes long")
+        ctx.error(path, f"the destination cannot exist on Linux: {what}",
+                  f"Shorten it (at most {NAME_MAX} bytes per component, {PATH_MAX} in all).",
+                  key=True)
         return None
     home = not text.startswith("/")
     body = text

@@ -303,8 +303,12 @@ CASES = [
          "task.yaml:2:3: file_mounts.~bob/x: '~bob/x': `~user` paths are not supported. "
          "Use `~/...` (the task user's home) or an absolute path."),
     case("destination-newline", 'file_mounts:\n  "/a\\nb": s3://bkt\n',
-         "task.yaml:2:3: file_mounts./a\\nb: a destination path must not contain NUL or newline "
+         "task.yaml:2:3: file_mounts./a\\nb: a destination path must not contain newline "
          "characters. Rename the destination."),
+    case("destination-name-too-long", f"file_mounts:\n  /data/{'x' * 256}: s3://bkt\n",
+         f"task.yaml:2:3: file_mounts./data/{'x' * 256}: the destination cannot exist on Linux: "
+         f"its component {'x' * 40!r}... is 256 bytes long. Shorten it (at most 255 bytes per "
+         "component, 4000 in all)."),
     case("destination-twice", "file_mounts:\n  /data: s3://bkt\n  /data/: s3://bkt2\n",
          "task.yaml:3:3: file_mounts./data/: /data is already the destination of '/data'. "
          "Give each entry its own destination."),
@@ -346,6 +350,13 @@ CASES = [
          "task.yaml:2:3: secrets.TOKEN: --env TOKEN=... would embed the secret TOKEN in the "
          "script. Set TOKEN in the node's environment instead; secrets are never embedded.",
          argv=[*DRY, "--env", "TOKEN=abc"]),
+    case("env-name-bash-sets", "envs:\n  PWD: /srv\nrun: x\n",
+         "task.yaml:2:3: envs.PWD: bash sets PWD itself, so setup and run would never see "
+         "this value. Rename the variable."),
+    case("env-flag-name-bash-sets", "run: x\n",
+         "skycompile: error: --env: --env SHLVL: bash sets SHLVL itself, so setup and run "
+         "would never see this value. Rename the variable.",
+         argv=[*DRY, "--env", "SHLVL=3"]),
     case("mount-cached-config-on-mount",
          storage("name: mybucket\nmode: MOUNT\nconfig:\n  mount_cached:\n    transfers: 4"),
          "task.yaml:7:9: file_mounts./data.config.mount_cached: config.mount_cached tunes "
@@ -374,6 +385,13 @@ CASES = [
          "skycompile: error: --bucket: the bucket for local sources, 'Bad_Name', may contain "
          "only lowercase letters, digits, hyphens, dots. Choose a valid s3 bucket name.",
          argv=[*DRY, "--bucket", "Bad_Name"]),
+    case("endpoint-flag-not-a-url", "run: x\n",
+         "skycompile: error: --endpoint-url 'minio:9000' is not an http(s) URL; write it "
+         "like https://s3.example.com:9000",
+         argv=[*DRY, "--endpoint-url", "minio:9000"]),
+    case("option-value-double-dash", "run: x\n",
+         "skycompile: error: `--` cannot be an option's value",
+         argv=[*DRY, "--user=--"]),
     case("git-ref-flag-without-git-workdir", "run: x\n",
          "skycompile: error: --git-ref: needs a git workdir. Pass --git-url too, or set "
          "`workdir: {url: ..., ref: ...}` in the task.",

@@ -158,6 +158,22 @@ def test_envs_node_facts_setup_once_and_flags(node, compile_task):
     assert bad.returncode == 2 and "exclude each other" in bad.stderr
 
 
+def test_task_envs_named_like_the_scripts_own_variables(node, compile_task):
+    """Setup and run get the task's envs from a fresh process (the script's TASK_LOADER), so
+    names the script uses itself arrive intact, through runuser too, and the script itself
+    (log, state, working directory) is unaffected by them."""
+    names = ["LOG_FILE", "STATE_DIR", "WORKDIR", "TARGET_HOME", "TASK_LOADER", "REPLY",
+             "NODE_USER", "SLUG", "TASK_RC", "RCLONE_CONFIG"]
+    node.sh("useradd --create-home alice", check=True)
+    task = ("envs:\n" + "".join(f"  {n}: v-{n}\n" for n in names) + "run: |\n"
+            + "".join(f'  echo "{n}=${n}"\n' for n in names) + '  echo "pwd=$PWD $(id -un)"\n')
+    [script] = compile_task(task, "--user", "alice")
+    res = node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"{n}=v-{n}" for n in names] + ["pwd=/home/alice alice"]
+    assert node.path("/var/log/skycompile").is_dir() and not node.path("v-LOG_FILE").exists()
+
+
 def test_single_node_ips_default_to_its_own_address(node, compile_task):
     [script] = compile_task("run: echo \"ips=$SKYPILOT_NODE_IPS\"\n")
     res = node.script(script, "up")

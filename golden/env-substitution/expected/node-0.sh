@@ -581,25 +581,36 @@ unmount_dir() {
   umount -- "$1"
 }
 
-# --- export envs ---
-# Exported only in the subshell that runs setup and run, so the task's envs cannot change how
-# this script's own rclone calls behave.
-export_envs() {
+# --- task environment ---
+# The task's envs, as NAME=VALUE words, NUL-terminated: HOME, the task's envs, then
+# SkyPilot's node facts (SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup: $1).
+# Secrets (RUNTIME_REQUIRED) are not listed: they are in the environment already.
+task_env() {
+  local prefix=$1
   # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
-  export_env HOME "$TARGET_HOME"
+  printf '%s\0' "HOME=$TARGET_HOME"
   local i
   for i in "${!ENV_NAMES[@]}"; do
-    export_env "${ENV_NAMES[i]}" "${ENV_VALUES[i]}"
+    printf '%s\0' "${ENV_NAMES[i]}=${ENV_VALUES[i]}"
   done
+  printf '%s\0' "${prefix}NODE_RANK=$NODE_INDEX" "${prefix}NUM_NODES=$NODE_COUNT" \
+    "${prefix}NODE_IPS=$(node_ips)"
 }
 
-# SkyPilot's node facts: SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup ($1).
-export_node_facts() {
-  local prefix=$1
-  export_env "${prefix}NODE_RANK" "$NODE_INDEX"
-  export_env "${prefix}NUM_NODES" "$NODE_COUNT"
-  export_env "${prefix}NODE_IPS" "$(node_ips)"
-}
+# Runs as `bash -c` between runuser and the task's script ($0): exports what task_env wrote
+# to fd 3, then execs bash on the script. A fresh process, so a task env may share a name
+# with any of this script's variables (LOG_FILE, WORKDIR, ...), and the values travel through
+# a pipe: never on a command line (ps), never in a file. Positional parameters only: any
+# variable name could be one of the task's.
+IFS= read -r -d '' TASK_LOADER <<'LOADER' || true
+set -- "$BASH" "$0"
+while IFS= read -r -d "" REPLY; do set -- "$@" "$REPLY"; done <&3
+exec 3<&-
+unset REPLY
+export -- "${@:3}" || exit 125
+exec "$1" -- "$2"
+LOADER
+readonly TASK_LOADER
 
 # From the node's environment (a launcher that knows them), else the compile-time list, else,
 # on a single node, its own address.
@@ -614,11 +625,6 @@ node_ips() {
     warn "SKYPILOT_NODE_IPS is empty: pass --node-ips at compile time or set it in the node's environment"
   fi
   printf '%s\n' "$ips"
-}
-
-export_env() {
-  valid_name "$1"
-  export "$1=$2"
 }
 
 # Checked before any indirect expansion: a name like a[$(cmd)] would run cmd.
@@ -656,14 +662,12 @@ task_cwd() {
   printf '%s\n' "$TARGET_HOME"
 }
 
-# The subshell keeps the task's envs out of this script; fd 9 (the node lock) is closed so
-# background jobs the task leaves behind do not hold it.
+# The task's envs never enter this script's shell (see TASK_LOADER); fd 9 (the node lock) is
+# closed so background jobs the task leaves behind do not hold it.
 run_task_script() {
   (
-    export_envs &&
-      export_node_facts "$2" &&
-      cd -- "$(task_cwd)" &&
-      as_user bash -- "$1"
+    cd -- "$(task_cwd)" &&
+      as_user bash -c "$TASK_LOADER" "$1" 3< <(task_env "$2")
   ) 9>&-
 }
 
