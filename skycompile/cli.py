@@ -11,7 +11,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from . import __version__, output, storage
+from . import __version__, output, storage, validate
 from .compiler import apply_plans, compile_file
 from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
@@ -251,14 +251,13 @@ def recompile_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-# what the schema asks of config.endpoint_url, for the flag and the variable
-_URL = re.compile(r"https?://[^\s/]+(/[^\s]*)?")
-
-
 def _endpoint(flag: str | None) -> str:
+    """--endpoint-url, else AWS_ENDPOINT_URL, held to the schema's rule for
+    config.endpoint_url."""
     where, value = ("--endpoint-url", flag) if flag is not None else \
         ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL", ""))
-    if value and not _URL.fullmatch(value):
+    rule = validate.schema()["$defs"]["storage_config"]["properties"]["endpoint_url"]["pattern"]
+    if value and not re.fullmatch(rule, value):
         raise UsageError(f"{where} {value!r} is not an http(s) URL; write it like "
                          f"https://s3.example.com:9000")
     return value

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from functools import lru_cache
 
 import jsonschema
@@ -37,9 +38,21 @@ def schema() -> dict:
     return json.loads(resources.read_text("schema", "task.schema.json"))
 
 
+def _pattern(validator, pattern: str, instance, _schema):
+    """`pattern` as JSON Schema means it (ECMA-262): a final `$` is the end of the text.
+    Python's `$` also matches before a final newline, which let "A\\n" pass as an env name."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern_re = pattern[:-1] + r"\Z"
+    else:
+        pattern_re = pattern
+    if validator.is_type(instance, "string") and not re.search(pattern_re, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema())
+    cls = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+    return cls(schema())
 
 
 def _json_type(value: object) -> str:

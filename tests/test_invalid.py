@@ -350,6 +350,13 @@ CASES = [
          "task.yaml:2:3: secrets.TOKEN: --env TOKEN=... would embed the secret TOKEN in the "
          "script. Set TOKEN in the node's environment instead; secrets are never embedded.",
          argv=[*DRY, "--env", "TOKEN=abc"]),
+    case("env-name-final-newline", 'envs:\n  "A\\n": x\nrun: x\n',
+         "task.yaml:2:3: envs.A\\n: 'A\\n' is not a valid environment variable name. Use "
+         "letters, digits and '_', not starting with a digit."),
+    case("endpoint-url-final-newline",
+         storage('source: s3://b/p\nconfig:\n  endpoint_url: "http://h/\\n"'),
+         "task.yaml:5:21: file_mounts./data.config.endpoint_url: 'http://h/\\n' is not an "
+         "http(s) URL. Write it like https://s3.example.com:9000."),
     case("env-name-bash-sets", "envs:\n  PWD: /srv\nrun: x\n",
          "task.yaml:2:3: envs.PWD: bash sets PWD itself, so setup and run would never see "
          "this value. Rename the variable."),

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
+
+import pytest
+
+from skycompile.errors import ApplyError
 
 from skycompile.manifest import FileEntry, fingerprint
 
@@ -46,3 +51,30 @@ def entry(path: Path, etags: str = "") -> FileEntry:
     """The manifest entry of one file (etags overridden to fake a changed file)."""
     tags, sha = fingerprint(path, path.stat().st_size)
     return FileEntry(path.name, path, path.stat().st_size, sha, etags or tags)
+
+
+def cancelled_and_changed_uploads_leave_nothing(client, tmp_path: Path, changed: str) -> None:
+    """On a new bucket `client` has just created: a chunked upload cancelled after its
+    first chunk, and files whose content is not what was hashed (refused with `changed`),
+    leave nothing in the bucket; then one good small file lands with its MD5."""
+    big, small = tmp_path / "big.bin", tmp_path / "small.txt"
+    big.write_bytes(os.urandom(BIG))
+    small.write_text("hello\n")
+    sent = []
+
+    def cancel_after_first_chunk(n):
+        sent.append(n)
+        client.cancelled.set()
+    what = re.escape(client.where.split(" at ")[0])
+    with pytest.raises(ApplyError, match=rf"^cannot upload k/big.bin to {what} at \S+: "
+                                         r"cancelled$"):
+        client.put("k/big.bin", entry(big), cancel_after_first_chunk)
+    assert 0 < sum(sent) < BIG
+    client.cancelled.clear()
+    for path in (big, small):
+        with pytest.raises(ApplyError, match=changed):
+            client.put(f"k/{path.name}", entry(path, etags="0" * 32))
+    assert client.listing("") == {}
+
+    client.put("k/small.txt", entry(small))
+    assert client.listing("k") == {"k/small.txt": (6, hashlib.md5(b"hello\n").hexdigest())}

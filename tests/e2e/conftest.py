@@ -102,9 +102,11 @@ def compile_with_env(tmp_path, monkeypatch, capsys):
     `code=N` the compile must exit N; then it returns ([], stderr) and nothing was written."""
     from skycompile.cli import main
 
+    from skycompile.stores import store_envs
+
     monkeypatch.setenv("SKYCOMPILE_USER", "tester")
-    for name in ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST", "AZURE_STORAGE_CONNECTION_STRING",
-                 "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY"):
+    for name in ("AWS_ENDPOINT_URL", *store_envs(), "AZURE_STORAGE_KEY",
+                 "AZURE_STORAGE_ACCOUNT_KEY"):
         monkeypatch.delenv(name, raising=False)
     counter = iter(range(1000))
 

@@ -390,6 +390,34 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def shared_mount_round_trip(server, node: "Node", script: str, bucket: str, blob: bytes) -> None:
+    """`up` of the shared-mount task of test_gcs/test_azure (run writes /shared/out/ from
+    /shared/input/, which holds words.txt and `blob`) against `server` (read/put/keys),
+    through to a second `up` that finds the mount in place."""
+    res = node.script(script, "up")
+    assert res.returncode == 0, res.stderr
+    # close() returned, so the objects are in the bucket, seen through the store's own API.
+    assert server.read(bucket, "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
+    assert hashlib.sha256(server.read(bucket, "out/double.bin")).hexdigest() == \
+        hashlib.sha256(blob * 2).hexdigest()
+    assert server.read(bucket, "out/rank.txt") == b"rank 0\n"
+    assert server.keys(bucket) == ["input/blob.bin", "input/words.txt", "out/double.bin",
+                                   "out/rank.txt", "out/upper.txt"]
+    mounted = node.sh("grep ' /shared ' /proc/self/mountinfo")
+    assert f"fuse.rclone sc-m0:{bucket}" in mounted.stdout
+
+    # Written on the other side: the mount lists it (dir cache 2s by default).
+    server.put(bucket, "input/late.txt", "late\n")
+    seen = node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
+                   "exec cat /shared/input/late.txt; sleep 0.2; done; exit 1")
+    assert seen.returncode == 0 and seen.stdout == "late\n"
+
+    again = node.script(script, "up")
+    assert again.returncode == 0, again.stderr
+    assert "already mounted" in again.stderr + again.stdout
+    assert server.read(bucket, "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
+
+
 def rclone_remotes(script: str) -> list[dict[str, str]]:
     """The rclone remotes a generated script writes, from its RCLONE_CONF_LINES array."""
     body = re.search(r"RCLONE_CONF_LINES=\(\n(.*?)\n\s*\)\n", script, re.S).group(1)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import re
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from skycompile import stores
 from skycompile.errors import ApplyError
 
 from . import nodes
-from .applied import (BIG, OUT_BUCKET, TASK, WORKDIR_BUCKET, entry, local_tree,
-                      make_project)
+from .applied import (BIG, OUT_BUCKET, TASK, WORKDIR_BUCKET,
+                      cancelled_and_changed_uploads_leave_nothing, local_tree, make_project)
 
 ACCOUNT = nodes.AzuriteServer.ACCOUNT
 OURS = {"created_by": "skycompile"}
@@ -164,32 +163,12 @@ def test_cancelled_or_changed_uploads_leave_no_blob(tmp_path, azurite):
     """A block upload cancelled between blocks, and content that is not what was hashed
     (checked before the commit, so a Content-MD5 never vouches for other data), create
     nothing."""
-    big, small = tmp_path / "big.bin", tmp_path / "small.txt"
-    big.write_bytes(os.urandom(BIG))
-    small.write_text("hello\n")
     client = stores.bucket_client("azure", "sc-az-cancel", endpoint=azurite.endpoint)
     assert client.where == f"azure container sc-az-cancel at {azurite.endpoint}"
     assert not client.exists()
     client.create()
     assert client.exists() and client.tagged_ours()
-
-    sent = []
-
-    def cancel_after_first_block(n):
-        sent.append(n)
-        client.cancelled.set()
-    with pytest.raises(ApplyError, match=r"^cannot upload k/big.bin to azure container "
-                                         r"sc-az-cancel at \S+: cancelled$"):
-        client.put("k/big.bin", entry(big), cancel_after_first_block)
-    assert 0 < sum(sent) < BIG
-    client.cancelled.clear()
-    for path in (big, small):
-        with pytest.raises(ApplyError, match="it changed after it was hashed"):
-            client.put(f"k/{path.name}", entry(path, etags="0" * 32))
-    assert client.listing("") == {}
-
-    client.put("k/small.txt", entry(small))
-    assert client.listing("k") == {"k/small.txt": (6, hashlib.md5(b"hello\n").hexdigest())}
+    cancelled_and_changed_uploads_leave_nothing(client, tmp_path, "it changed after it was hashed")
     client.destroy()
     assert not client.exists()
 

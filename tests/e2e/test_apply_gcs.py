@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from skycompile import stores
 from skycompile.errors import ApplyError
 
 from . import nodes
-from .applied import (BIG, OUT_BUCKET, TASK, WORKDIR_BUCKET, entry, local_tree,
-                      make_project)
+from .applied import (BIG, OUT_BUCKET, TASK, WORKDIR_BUCKET,
+                      cancelled_and_changed_uploads_leave_nothing, local_tree, make_project)
 
 
 @pytest.fixture
@@ -139,33 +138,13 @@ def test_applied_task_runs_on_a_node(env, gcs, cli, plain_node):
 def test_cancelled_or_refused_uploads_leave_no_object(tmp_path, gcs):
     """A resumable upload cancelled between chunks, and content that is not what was
     hashed (the server checks the md5Hash sent with it), create nothing."""
-    big, small = tmp_path / "big.bin", tmp_path / "small.txt"
-    big.write_bytes(os.urandom(BIG))
-    small.write_text("hello\n")
     client = stores.bucket_client("gcs", "sc-gcs-cancel", endpoint=gcs.endpoint)
     assert client.where == f"gcs bucket sc-gcs-cancel at {gcs.endpoint}"
     assert not client.exists()
     client.create()
     assert client.exists() and client.tagged_ours()
-
-    sent = []
-
-    def cancel_after_first_chunk(n):
-        sent.append(n)
-        client.cancelled.set()
-    with pytest.raises(ApplyError, match=r"^cannot upload k/big.bin to gcs bucket "
-                                         r"sc-gcs-cancel at \S+: cancelled$"):
-        client.put("k/big.bin", entry(big), cancel_after_first_chunk)
-    assert 0 < sum(sent) < BIG
-    client.cancelled.clear()
-    for path in (big, small):
-        with pytest.raises(ApplyError, match="the file changed after it was hashed"):
-            client.put(f"k/{path.name}", entry(path, etags="0" * 32))
-    assert client.listing("") == {}
-
-    client.put("k/small.txt", entry(small))
-    assert client.listing("k") == {"k/small.txt": (6, hashlib.md5(b"hello\n").hexdigest())}
-
+    cancelled_and_changed_uploads_leave_nothing(client, tmp_path,
+                                                "the file changed after it was hashed")
 
 def test_google_cloud_storage_without_credentials_says_what_to_set(tmp_path, monkeypatch):
     missing = tmp_path / "missing-key.json"

@@ -110,27 +110,7 @@ run: |
 """, conn=azurite.connection_string)
     assert nodes.rclone_remotes(script) == [{"type": "azureblob", "use_emulator": "true",
                                 "endpoint": azurite.endpoint}]
-    res = plain_node.script(script, "up")
-    assert res.returncode == 0, res.stderr
-    # close() returned, so the blobs are in the container, seen through Azure's own SDK.
-    assert azurite.read("sc-az-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
-    assert sha(azurite.read("sc-az-shared", "out/double.bin")) == sha(BLOB * 2)
-    assert azurite.read("sc-az-shared", "out/rank.txt") == b"rank 0\n"
-    assert azurite.keys("sc-az-shared") == ["input/blob.bin", "input/words.txt",
-                                            "out/double.bin", "out/rank.txt", "out/upper.txt"]
-    mounted = plain_node.sh("grep ' /shared ' /proc/self/mountinfo")
-    assert "fuse.rclone sc-m0:sc-az-shared" in mounted.stdout
-
-    # Written on the other side: the mount lists it (dir cache 2s by default).
-    azurite.put("sc-az-shared", "input/late.txt", "late\n")
-    seen = plain_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
-                      "exec cat /shared/input/late.txt; sleep 0.2; done; exit 1")
-    assert seen.returncode == 0 and seen.stdout == "late\n"
-
-    again = plain_node.script(script, "up")
-    assert again.returncode == 0, again.stderr
-    assert "already mounted" in again.stderr + again.stdout
-    assert azurite.read("sc-az-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
+    nodes.shared_mount_round_trip(azurite, plain_node, script, "sc-az-shared", BLOB)
     assert azurite.keys("sc-az-shared", "out/") == ["out/double.bin", "out/rank.txt",
                                                     "out/upper.txt"]
 

@@ -100,27 +100,7 @@ run: |
   cat /shared/input/blob.bin /shared/input/blob.bin > /shared/out/double.bin
   echo "rank $SKYPILOT_NODE_RANK" > /shared/out/rank.txt
 """, emulator=gcs.endpoint)
-    res = plain_node.script(script, "up")
-    assert res.returncode == 0, res.stderr
-    # close() returned, so the objects are in the bucket, seen through the JSON API.
-    assert gcs.read("sc-gcs-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
-    assert sha(gcs.read("sc-gcs-shared", "out/double.bin")) == sha(BLOB * 2)
-    assert gcs.read("sc-gcs-shared", "out/rank.txt") == b"rank 0\n"
-    assert gcs.keys("sc-gcs-shared") == ["input/blob.bin", "input/words.txt", "out/double.bin",
-                                         "out/rank.txt", "out/upper.txt"]
-    mounted = plain_node.sh("grep ' /shared ' /proc/self/mountinfo")
-    assert "fuse.rclone sc-m0:sc-gcs-shared" in mounted.stdout
-
-    # Written on the other side: the mount lists it (dir cache 2s by default).
-    gcs.put("sc-gcs-shared", "input/late.txt", "late\n")
-    seen = plain_node.sh("for i in $(seq 50); do test -f /shared/input/late.txt && "
-                       "exec cat /shared/input/late.txt; sleep 0.2; done; exit 1")
-    assert seen.returncode == 0 and seen.stdout == "late\n"
-
-    again = plain_node.script(script, "up")
-    assert again.returncode == 0, again.stderr
-    assert "already mounted" in again.stderr + again.stdout
-    assert gcs.read("sc-gcs-shared", "out/upper.txt") == b"ONE\nTWO\nTHREE\n"
+    nodes.shared_mount_round_trip(gcs, plain_node, script, "sc-gcs-shared", BLOB)
 
     down = plain_node.script(script, "down")
     assert down.returncode == 0, down.stderr

@@ -292,11 +292,6 @@ node_ips() {
   printf '%s\n' "$ips"
 }
 
-# Checked before any indirect expansion: a name like a[$(cmd)] would run cmd.
-valid_name() {
-  [[ $1 =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "corrupt script: bad environment variable name $1"
-}
-
 # Exit code of setup or run; a failure must not skip drain, so up reports it at the end.
 TASK_RC=0
 
