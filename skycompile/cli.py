@@ -17,7 +17,7 @@ from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
 from .manifest import Hasher
 from .options import Options
-from .plan import describe
+from .plan import describe, embeds_keys
 from .state import State
 from .stores import store_envs
 from .stores import names as store_names
@@ -330,15 +330,22 @@ def run(argv: list[str] | None = None) -> int:
     else:
         for _, compiled in files:
             apply_plans(compiled, opts, state)
+    embedded = any(embeds_keys(t.plan) for _, compiled in files for t in compiled.tasks)
     if opts.embed_credentials:
-        print("skycompile: warning: --embed-credentials: storage keys are in the scripts; "
-              "anyone who can read them, or the instance's user-data, has the keys", file=sys.stderr)
+        if embedded:
+            print("skycompile: warning: --embed-credentials: storage keys are in the scripts; "
+                  "anyone who can read them, or the instance's user-data, has the keys",
+                  file=sys.stderr)
+        else:
+            print("skycompile: note: --embed-credentials: no keys embedded; no mount takes "
+                  "keys from the node's environment (OCI nodes use their instance principal)",
+                  file=sys.stderr)
     for target in pairs:
         if target.path == "-":
             sys.stdout.write(target.text)
         else:
             output.write_atomic(target.path, target.text,
-                                mode=0o700 if opts.embed_credentials else 0o755)
+                                mode=0o700 if embedded else 0o755)
     return EXIT_OK
 
 

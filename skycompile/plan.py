@@ -113,6 +113,16 @@ def with_credentials(plan: Plan, keys) -> Plan:
                                workdir=embed(plan.workdir))
 
 
+def remotes(plan: Plan) -> list[NodeMount]:
+    """The node's rclone remotes: one per mount, and the workdir's when it is a bucket."""
+    return list(plan.mounts) + ([plan.workdir] if isinstance(plan.workdir, NodeMount) else [])
+
+
+def embeds_keys(plan: Plan) -> bool:
+    """Some remote carries keys from the compiling machine (--embed-credentials)."""
+    return any(("env_auth", "false") in m.settings for m in remotes(plan))
+
+
 def conflicts(plan: Plan):
     """(upload, key, earlier upload) for every object key two uploads fill differently."""
     seen: dict[tuple, tuple[str, Upload]] = {}

@@ -12,7 +12,7 @@ import jinja2
 
 from . import __version__, resources
 from .ir import GitWorkdir
-from .plan import NodeMount, Plan
+from .plan import NodeMount, Plan, embeds_keys, remotes as node_remotes
 
 # Pinned rclone for the nodes. Checksums of the official release archives, the lines
 # rclone-v1.75.2-linux-{amd64,arm64}.zip of https://downloads.rclone.org/v1.75.2/SHA256SUMS.
@@ -93,7 +93,7 @@ def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node
             recompile: str = "") -> dict:
     """The template context of one node (its keys are the templates' whole vocabulary)."""
     t = plan.task
-    remotes = list(plan.mounts) + ([plan.workdir] if isinstance(plan.workdir, NodeMount) else [])
+    remotes = node_remotes(plan)
     if isinstance(plan.workdir, NodeMount):
         workdir = {"kind": "copy", "remote": plan.workdir.remote, "path": plan.workdir.path}
     elif isinstance(plan.workdir, GitWorkdir):
@@ -108,7 +108,7 @@ def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node
         "node": {"index": node_index, "count": t.num_nodes},
         "rclone": rclone or rclone_pin(), "node_user": node_user, "node_ips": list(node_ips),
         "remotes": [{"name": m.remote, "settings": [list(kv) for kv in m.settings]} for m in remotes],
-        "embedded_credentials": any(("env_auth", "false") in m.settings for m in remotes),
+        "embedded_credentials": embeds_keys(plan),
         "mounts": [_mount_ctx(m) for m in plan.mounts],
         "workdir": workdir,
         "envs": [list(kv) for kv in t.envs],

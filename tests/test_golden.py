@@ -17,15 +17,20 @@ GOLDEN = ROOT / "golden"
 CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "task.yaml").exists())
 
 
-def compile_case(name: str, tmp_path: Path, cli, monkeypatch) -> tuple[dict[str, bytes], object]:
+def compile_case(name: str, tmp_path: Path, cli, monkeypatch, *flags: str,
+                 prepare=None) -> tuple[dict[str, bytes], object]:
+    """Compile golden case NAME in a copy under tmp_path, with its args and FLAGS;
+    prepare(home) runs on the fixture's home before the compile."""
     work = tmp_path / name
     shutil.copytree(GOLDEN / name, work, symlinks=True, ignore=shutil.ignore_patterns("expected"))
     (work / "home").mkdir(exist_ok=True)
+    if prepare:
+        prepare(work / "home")
     monkeypatch.chdir(work)
     monkeypatch.setenv("HOME", str(work / "home"))
     args_file = work / "args"
     extra = args_file.read_text().split("\n") if args_file.exists() else []
-    result = cli("task.yaml", "--dry-run", "-o", "out/", *[a for a in extra if a])
+    result = cli("task.yaml", "--dry-run", "-o", "out/", *[a for a in extra if a], *flags)
     assert result.code == 0, result.err
     outputs = tree(work / "out")
     outputs["plan.txt"] = result.out.encode()

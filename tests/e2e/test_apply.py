@@ -186,6 +186,29 @@ def test_no_access_names_the_bucket(env, s3, cli, monkeypatch):
     assert "Traceback" not in res.err
 
 
+def test_real_runs_write_no_key_anywhere(env, s3, monkeypatch):
+    """A real run (buckets created, data uploaded) and a refused one (a wrong secret): the
+    keys are in neither's output, messages, script nor state (the SQLite files included)."""
+    def written(proc) -> dict[str, bytes]:
+        out, err = proc.communicate(timeout=300)
+        files = {"stdout": out.encode(), "stderr": err.encode()}
+        for root in (env / "state", env / "out"):
+            files.update({str(p): p.read_bytes() for p in root.rglob("*") if p.is_file()})
+        return files, proc.returncode
+
+    files, code = written(process(["task.yaml", "-o", "out/", "--endpoint-url", s3.endpoint], env))
+    assert code == 0 and any("out/" in k for k in files) and s3.objects(BUCKET)
+    secrets = [nodes.KEY, nodes.SECRET]
+    assert not [(k, s) for k, v in files.items() for s in secrets if s.encode() in v]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sc-wrong-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sc-wrong-secret")
+    (env / "proj" / "src" / "m3.py").write_text("changed\n")
+    files, code = written(process(["task.yaml", "-o", "out/", "--endpoint-url", s3.endpoint], env))
+    assert code == 1 and "403" in files["stderr"].decode()
+    secrets += ["sc-wrong-key-id", "sc-wrong-secret"]
+    assert not [(k, s) for k, v in files.items() for s in secrets if s.encode() in v]
+
+
 def test_storage_ls_and_delete(env, s3, cli):
     (env / "task.yaml").write_text(
         "name: applied\nworkdir: proj\nfile_mounts:\n  /tmp1:\n    name: sc-applied-tmp\n"
