@@ -113,7 +113,7 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
         raise TaskError([Problem(1, 1, 0, "", "the file holds no task", "Add a task document.",
                                  task_file)], task_file)
     tasks = check(task_docs, opts)
-    plans = [plan.make_plan(t, hasher) for t in tasks]
+    plans = [_make_plan(t, task_docs, hasher) for t in tasks]
     if opts.embed_credentials:
         plans = [plan.with_credentials(p, _key_reader(opts)) for p in plans]
     _check_uploads(plans, task_docs)
@@ -157,6 +157,17 @@ def _key_reader(opts: Options):
             found[name] = settings
         return found[name]
     return keys
+
+
+def _make_plan(task, docs: list[Document], hasher) -> plan.Plan:
+    try:
+        return plan.make_plan(task, hasher)
+    except plan.UnreadableSource as e:
+        doc = next(d for d in docs if d.index == task.index)
+        raise TaskError([doc.problem(
+            e.storage.origin, f"cannot read {e.path}: {e.reason}",
+            "Fix its permissions, or exclude it in .skyignore (or .gitignore).")],
+            doc.filename) from None
 
 
 def _check_uploads(plans: list, docs: list[Document]) -> None:

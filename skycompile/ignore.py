@@ -64,6 +64,15 @@ class Scan:
     symlinks: tuple[str, ...]  # symlinks the rules would otherwise upload (never uploaded)
 
 
+class Unreadable(Exception):
+    """A directory the rules would upload (or a file in it) cannot be read: uploading the
+    rest would silently leave it out, so the scan stops."""
+
+    def __init__(self, path: str, reason: str | None):
+        super().__init__(path, reason)
+        self.path, self.reason = path, reason or "cannot be read"
+
+
 def rules_mode(root: str | os.PathLike) -> str:
     """"skyignore" when `root` has a .skyignore (SkyPilot's test: it exists), else "git"."""
     return "skyignore" if os.path.exists(os.path.join(root, SKYIGNORE)) else "git"
@@ -783,8 +792,8 @@ def _walk_git(repo: _Repo, start: bytes, chain: tuple, out: bytes, files: list, 
         try:
             with os.scandir(top + d) as it:
                 entries = list(it)
-        except OSError:
-            continue
+        except OSError as e:
+            raise Unreadable(os.fsdecode(top + d), e.strerror) from None
         chain = _push_gitignore(repo, d, chain)  # never through a symlink, as git
         full_chain = chain + tail
         for e in entries:
@@ -1009,8 +1018,8 @@ def _scan_skyignore(root: bytes, files: list, links: list) -> None:
         try:
             with os.scandir(top + d) as it:
                 entries = list(it)
-        except OSError:
-            continue
+        except OSError as e:
+            raise Unreadable(os.fsdecode(top + d), e.strerror) from None
         for e in entries:
             if e.name == _SKYIGNORE:
                 data = _read_plain(top + d + _SKYIGNORE)  # rsync follows a symlink here

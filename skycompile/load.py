@@ -7,6 +7,8 @@ size are bounded, so a hostile file fails fast with a located message.
 """
 from __future__ import annotations
 
+import codecs
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,10 @@ import yaml
 from .errors import Problem, TaskError
 
 MAX_BYTES = 2 * 1024 * 1024  # task files are a few KB; 2 MiB is generous
+# byte-order marks of the encodings editors save in besides UTF-8 (UTF-32 LE's starts with
+# UTF-16 LE's, so it comes first)
+BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 MAX_NODES = 50_000  # values built, aliases counted at every use (YAML bomb bound)
 MAX_DEPTH = 64
 
@@ -179,14 +185,22 @@ def _fail(filename: str, line: int, col: int, message: str, fix: str = "") -> Ta
     return TaskError([Problem(line, col, 0, "", message, fix, filename)], filename)
 
 
+def _too_big(filename: str, size: int) -> TaskError:
+    return _fail(filename, 1, 1, f"the file is {size} bytes; task files are limited to "
+                 f"{MAX_BYTES} bytes", "Move data into file_mounts instead of the task file.")
+
+
 def load_text(text: str | bytes, filename: str) -> list[Document]:
     """Parse task text into documents with marks. Raises TaskError, never a YAML error,
     when the text cannot be read as YAML at all; problems inside a readable document
     (duplicate keys, tags) are kept in `Document.problems` so that later checks still run."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
-            raise _fail(filename, 1, 1, f"the file is {len(text)} bytes; task files are limited "
-                        f"to {MAX_BYTES} bytes", "Move data into file_mounts instead of the task file.")
+            raise _too_big(filename, len(text))
+        for bom, encoding in BOMS:
+            if text.startswith(bom):
+                raise _fail(filename, 1, 1, f"the file is {encoding}, not UTF-8",
+                            f"Save the task file as UTF-8 (iconv -f {encoding} -t UTF-8).")
         if b"\x00" in text:
             at = text.index(b"\x00")
             line = text[:at].count(b"\n") + 1
@@ -257,6 +271,9 @@ def load_file(path: str | Path) -> list[Document]:
             raise _fail(name, 1, 1, "this is not a regular file (FIFO, socket or device?)",
                         "Pass the YAML file.")
         with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_BYTES:
+                raise _too_big(name, size)
             data = fh.read(MAX_BYTES + 1)
     except OSError as e:
         raise _fail(name, 1, 1, f"cannot read the task file: {e.strerror}",

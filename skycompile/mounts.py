@@ -117,8 +117,9 @@ def storage_mount(ctx: Ctx, dest: NodePath, spec: dict, path: tuple, default: De
                   f"To copy an existing bucket use `source: {store.format_uri(BucketRef(store.name, name))}` "
                   "instead of `name:`; for an empty bucket use mode: MOUNT.")
         return None
-    for problem in store.bucket_name_problems(name):
-        ctx.error(path + ("name",), f"bucket name {name!r} {problem}",
+    problems = store.bucket_name_problems(name)
+    if problems:  # one message per name, every rule it breaks
+        ctx.error(path + ("name",), f"bucket name {name!r} {'; '.join(problems)}",
                   f"Choose a valid {store.name} bucket name.")
     region = default.region if store is default.store else ""
     layout = "contents" if isinstance(source, str) and sources and sources[0].is_dir else "basenames"

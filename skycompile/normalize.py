@@ -58,15 +58,51 @@ def _envs(ctx: Ctx, data: dict) -> tuple[dict, list[tuple[str, bool]]]:
     return envs, runtime
 
 
+def git_ref_problem(ref: str) -> str | None:
+    """Why `git clone --branch REF` cannot take REF (git check-ref-format's rules for a
+    branch or tag name, which a commit id also meets), else None."""
+    if ref.startswith("-"):
+        return "starts with '-'"
+    if ref in ("@", "HEAD"):
+        return "names no branch or tag"
+    bad = sorted({c for c in ref if ord(c) < 0x20 or ord(c) == 0x7f or c in " ~^:?*[\\"})
+    if bad:
+        return "contains " + ", ".join(repr(c) for c in bad)
+    for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "an empty component")):
+        if part in ref:
+            return f"contains {why}"
+    if ref.startswith("/") or ref.endswith("/"):
+        return "starts or ends with '/'"
+    if ref.endswith("."):
+        return "ends with '.'"
+    for comp in ref.split("/"):
+        if comp.startswith(".") or comp.endswith(".lock"):
+            return f"has a component {comp!r} (none may start with '.' or end with '.lock')"
+    return None
+
+
+def _git_workdir(ctx: Ctx, url: str, ref: str, where: tuple) -> GitWorkdir:
+    """`where`: the ref's path in the task, or () when --git-ref gave it."""
+    problem = git_ref_problem(ref) if ref else None
+    if problem:
+        message = f"git ref {ref!r} {problem}"
+        fix = ("Use a branch, tag or commit as git names it (`git check-ref-format --branch "
+               "NAME` checks one); leave the ref out for the default branch.")
+        ctx.error(where, message, fix) if where else ctx.flag_error("--git-ref", message, fix)
+    return GitWorkdir(url, ref)
+
+
 def _workdir(ctx: Ctx, data: dict, managed: BucketRef, default: DefaultStore):
     opts = ctx.opts
     if opts.git_url:
-        return GitWorkdir(opts.git_url, opts.git_ref or "")
+        return _git_workdir(ctx, opts.git_url, opts.git_ref or "", ())
     raw = data.get("workdir")
     if opts.workdir is not None:
         raw = opts.workdir
     if isinstance(raw, dict):
-        return GitWorkdir(raw["url"], opts.git_ref or raw.get("ref") or "")
+        if opts.git_ref:
+            return _git_workdir(ctx, raw["url"], opts.git_ref, ())
+        return _git_workdir(ctx, raw["url"], raw.get("ref") or "", ("workdir", "ref"))
     if opts.git_ref:
         ctx.flag_error("--git-ref", "needs a git workdir",
                        "Pass --git-url too, or set `workdir: {url: ..., ref: ...}` in the task.")
@@ -133,8 +169,9 @@ def normalize(doc: Document, opts: Options) -> Task:
     if isinstance(workdir, Storage):
         workdir = with_account(ctx, workdir)
     if ctx.uses_managed:
-        for problem in default.store.bucket_name_problems(managed.bucket):
-            message = f"the bucket for local sources, {managed.bucket!r}, {problem}"
+        problems = default.store.bucket_name_problems(managed.bucket)
+        if problems:
+            message = f"the bucket for local sources, {managed.bucket!r}, {'; '.join(problems)}"
             if opts.managed_bucket:
                 ctx.flag_error("--bucket", message, f"Choose a valid {default.store.name} bucket name.")
             else:

@@ -9,6 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import manifest as manifest_mod
+from .ignore import Unreadable
 from . import stores
 from .errors import json_path
 from .ir import GitWorkdir, Storage, Task
@@ -87,12 +88,27 @@ def _node_mount(index: int, st: Storage) -> NodeMount:
     return NodeMount(f"sc-m{index}", tuple(settings.items()), st)
 
 
+class UnreadableSource(Exception):
+    """Something inside the local sources of `storage` cannot be read (`path`, `reason`)."""
+
+    def __init__(self, storage: Storage, path: str, reason: str):
+        super().__init__(storage, path, reason)
+        self.storage, self.path, self.reason = storage, path, reason
+
+
+def _upload(st: Storage, hasher: manifest_mod.Hasher | None) -> Upload:
+    try:
+        return Upload(st, manifest_mod.build(st.sources, st.layout, hasher))
+    except Unreadable as e:
+        raise UnreadableSource(st, e.path, e.reason) from None
+
+
 def make_plan(task: Task, hasher: manifest_mod.Hasher | None = None) -> Plan:
+    """Raises UnreadableSource when a local source holds something that cannot be read."""
     entries = list(task.storages)
     if isinstance(task.workdir, Storage):
         entries.append(task.workdir)
-    uploads = tuple(Upload(st, manifest_mod.build(st.sources, st.layout, hasher))
-                    for st in entries if st.sources)
+    uploads = tuple(_upload(st, hasher) for st in entries if st.sources)
     mounts = tuple(_node_mount(i, st) for i, st in enumerate(task.storages))
     workdir: NodeMount | GitWorkdir | None = task.workdir
     if isinstance(task.workdir, Storage):

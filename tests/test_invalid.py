@@ -33,6 +33,16 @@ class Special:
 
 DIR = Special("dir")
 FIFO = Special("fifo")
+SOCKET = Special("socket")
+
+
+class Locked(Special):
+    """A file (text) or directory (None) with mode 000: unreadable once the run has no
+    CAP_DAC_OVERRIDE (cases with `locked` run that way, as any non-root user runs)."""
+
+    def __init__(self, text: str | None = None):
+        super().__init__("locked")
+        self.text = text
 
 DRY = ["-o", "out/", "--dry-run"]
 
@@ -46,6 +56,9 @@ class Case:
     bug: str = ""  # known tool bug: test_error_output is xfail(strict)
     bug_written: str = ""  # known tool bug that also breaks test_nothing_written
     max_seconds: float = 0.0  # when set: the whole run must fail within this time
+    # run as a process without CAP_DAC_OVERRIDE (setpriv), so that mode 000 files are
+    # unreadable even to root
+    locked: bool = False
 
 
 def case(id: str, text: str | bytes, expected: str, *, argv=None, files=None, **kw) -> Case:
@@ -70,6 +83,19 @@ MISSING_FIX = ("Create it, fix the path (relative paths start at the current dir
 ACCEPTED = "the tool accepts the task: exit 0 and out/node-0.sh is written"
 ONE_FILE = ("skycompile: error: -o out.sh names one file, but the task needs 2 scripts "
             "(num_nodes: 2); pass a directory: -o out/")
+
+
+TOO_BIG = ("task.yaml:1:1: the file is {} bytes; task files are limited to 2097152 bytes. "
+           "Move data into file_mounts instead of the task file.")
+NOT_UTF8 = ("task.yaml:1:1: the file is UTF-{0}, not UTF-8. Save the task file as UTF-8 "
+            "(iconv -f UTF-{0} -t UTF-8).")
+NUL_VALUE = ("the value contains a NUL character, which no shell script can hold. Remove the "
+             "\\0 escape.")
+BAD_REF = ("Use a branch, tag or commit as git names it (`git check-ref-format --branch NAME` "
+           "checks one); leave the ref out for the default branch.")
+NOT_REGULAR = ("is not a regular file or directory. Point it at a file or a directory (not a "
+               "socket, FIFO or device).")
+UNREADABLE_FIX = "Fix its permissions, or exclude it in .skyignore (or .gitignore)."
 
 
 def storage(body: str, key: str = "/data") -> str:
@@ -98,9 +124,7 @@ CASES = [
          "task.yaml:1:1: the task file is empty. Add at least a `run:` command or `file_mounts:`."),
     case("comment-only", "# just a comment\n   # another\n\n",
          "task.yaml:1:1: the task file is empty. Add at least a `run:` command or `file_mounts:`."),
-    case("file-too-big", "run: " + "x" * (3 * 1024 * 1024) + "\n",
-         "task.yaml:1:1: the file is 2097153 bytes; task files are limited to 2097152 bytes. "
-         "Move data into file_mounts instead of the task file."),
+    case("file-too-big", "run: " + "x" * (3 * 1024 * 1024) + "\n", TOO_BIG.format(3145734)),
     case("alias-bomb", ALIAS_BOMB,
          "task.yaml:1:43: the document expands to more than 50000 values (YAML alias bomb?). "
          "Remove the nested aliases.", max_seconds=1.0),
@@ -414,6 +438,100 @@ CASES = [
          "pipe.yaml:1:1: this is not a regular file (FIFO, socket or device?). "
          "Pass the YAML file."),
 
+    # --- hostile, huge and binary files, special and unreadable sources ---------------
+    case("file-10mb-binary", bytes(range(256)) * (10 * 4096), TOO_BIG.format(10485760),
+         max_seconds=1.0),
+    case("file-10mb-yaml", "run: |\n" + "  echo x\n" * (10 * 2**20 // 9),
+         TOO_BIG.format(10485763), max_seconds=1.0),
+    case("utf16-file", b"\xff\xfe" + "run: echo hi\n".encode("utf-16-le"), NOT_UTF8.format(16)),
+    case("utf16-be-file", b"\xfe\xff" + "run: echo hi\n".encode("utf-16-be"), NOT_UTF8.format(16)),
+    case("utf32-file", b"\xff\xfe\x00\x00" + "run: echo hi\n".encode("utf-32-le"),
+         NOT_UTF8.format(32)),
+    case("elf-binary", b"\x7fELF\x02\x01\x01\x00" + bytes(56),
+         "task.yaml:1:8: the file contains a NUL byte (binary file?). Pass a YAML task file."),
+    case("gzip-file", b"\x1f\x8b\x08\x00\x12\x34\x56\x78\x00\x03",
+         "task.yaml:1:4: the file contains a NUL byte (binary file?). Pass a YAML task file."),
+    case("latin1-file", "name: caf\xe9\nrun: x\n".encode("latin-1"),
+         "task.yaml:1:10: the file is not valid UTF-8. Save the task file as UTF-8."),
+    case("deep-mixed", "run: " + "[{a: " * 100 + "x" + "}]" * 100 + "\n",
+         "task.yaml:1:162: values are nested more than 64 levels deep. Flatten the structure."),
+    case("duplicate-env-key", "envs:\n  A: 1\n  B: 2\n  A: 3\nrun: x\n",
+         "task.yaml:4:3: envs.A: duplicate key 'A' (first defined at line 2). Remove one of "
+         "the two entries."),
+    case("duplicate-storage-field", storage("source: s3://a\nmode: COPY\nsource: s3://b"),
+         "task.yaml:5:5: file_mounts./data.source: duplicate key 'source' (first defined at "
+         "line 3). Remove one of the two entries."),
+    case("duplicate-resources-key", "resources:\n  cloud: aws\n  cloud: gcp\nrun: x\n",
+         "task.yaml:3:3: resources.cloud: duplicate key 'cloud' (first defined at line 2). "
+         "Remove one of the two entries."),
+    case("nul-escape-in-env-value", 'envs:\n  A: "x\\0y"\nrun: x\n',
+         "task.yaml:2:6: envs.A: " + NUL_VALUE),
+    case("nul-escape-in-destination", 'file_mounts:\n  "/data\\0x": s3://bkt\n',
+         "task.yaml:2:3: file_mounts: " + NUL_VALUE),
+    case("nul-escape-in-run", 'run: "echo \\0"\n', "task.yaml:1:6: run: " + NUL_VALUE),
+    case("bucket-name-command-substitution",
+         storage('name: "b$(touch /tmp/sc-canary)"\nsource: ./d'),
+         "task.yaml:3:11: file_mounts./data.name: bucket name 'b$(touch /tmp/sc-canary)' may "
+         "contain only lowercase letters, digits, hyphens, dots; must start and end with a "
+         "lowercase letter or digit. Choose a valid s3 bucket name.", files={"d/f": "x"}),
+    case("env-name-command-substitution", 'envs:\n  "$(touch /tmp/sc-canary)": x\nrun: x\n',
+         "task.yaml:2:3: envs.$(touch /tmp/sc-canary): '$(touch /tmp/sc-canary)' is not a "
+         "valid environment variable name. Use letters, digits and '_', not starting with a "
+         "digit."),
+    case("node-user-flag-command-substitution", "run: x\n",
+         "skycompile: error: --user '$(touch /tmp/sc-canary)': not a valid user name "
+         "(lowercase letters, digits, '_' and '-', starting with a letter or '_', at most 32)",
+         argv=[*DRY, "--user", "$(touch /tmp/sc-canary)"]),
+    case("git-ref-leading-dash",
+         "workdir:\n  url: https://github.com/a/b\n  ref: --upload-pack=touch\n",
+         f"task.yaml:3:8: workdir.ref: git ref '--upload-pack=touch' starts with '-'. {BAD_REF}"),
+    case("git-ref-head", "workdir:\n  url: https://github.com/a/b\n  ref: HEAD\n",
+         f"task.yaml:3:8: workdir.ref: git ref 'HEAD' names no branch or tag. {BAD_REF}"),
+    case("git-ref-with-space", 'workdir:\n  url: https://github.com/a/b\n  ref: "v1 beta"\n',
+         f"task.yaml:3:8: workdir.ref: git ref 'v1 beta' contains ' '. {BAD_REF}"),
+    case("git-ref-flag-dotdot", "workdir:\n  url: https://github.com/a/b\n",
+         f"skycompile: error: --git-ref: git ref 'main..dev' contains '..'. {BAD_REF}",
+         argv=[*DRY, "--git-ref", "main..dev"]),
+    case("local-source-socket", "file_mounts:\n  /data: ./sock\n",
+         "task.yaml:2:10: file_mounts./data: local source './sock' " + NOT_REGULAR,
+         files={"sock": SOCKET}),
+    case("local-source-device", "file_mounts:\n  /data: /dev/null\n",
+         "task.yaml:2:10: file_mounts./data: local source '/dev/null' " + NOT_REGULAR),
+    case("list-source-fifo", storage("name: mybucket\nsource: [./d1, ./pipe]"),
+         "task.yaml:4:20: file_mounts./data.source[1]: local source './pipe' " + NOT_REGULAR,
+         files={"d1/f": "x", "pipe": FIFO}),
+    case("workdir-fifo", "workdir: ./pipe\nrun: x\n",
+         "task.yaml:1:10: workdir: local source './pipe' " + NOT_REGULAR, files={"pipe": FIFO}),
+    Case("task-is-a-socket", {"sock.yaml": SOCKET}, ["sock.yaml", *DRY],
+         "sock.yaml:1:1: this is not a regular file (FIFO, socket or device?). "
+         "Pass the YAML file."),
+    Case("task-is-a-device", {}, ["/dev/null", *DRY],
+         "/dev/null:1:1: this is not a regular file (FIFO, socket or device?). "
+         "Pass the YAML file."),
+    # unreadable: run without CAP_DAC_OVERRIDE (as every user but root runs)
+    Case("task-unreadable", {"locked.yaml": Locked("run: x\n")}, ["locked.yaml", *DRY],
+         "locked.yaml:1:1: cannot read the task file: Permission denied. Check the path and "
+         "its permissions.", locked=True),
+    case("local-source-unreadable-file", "file_mounts:\n  /data: ./f\n",
+         "task.yaml:2:10: file_mounts./data: local source './f' is not readable. Check its "
+         "permissions.", files={"f": Locked("x")}, locked=True),
+    case("local-source-unreadable-dir", "file_mounts:\n  /data: ./d\n",
+         "task.yaml:2:10: file_mounts./data: local source './d' is not readable. Check its "
+         "permissions.", files={"d": Locked()}, locked=True),
+    case("unreadable-file-inside-source", "file_mounts:\n  /data: ./d\n",
+         "task.yaml:2:10: file_mounts./data: cannot read {tmp}/d/sub/secret: Permission "
+         "denied. " + UNREADABLE_FIX, files={"d/ok": "x", "d/sub/secret": Locked("x")},
+         locked=True),
+    case("unreadable-dir-inside-source", "file_mounts:\n  /data: ./d\n",
+         "task.yaml:2:10: file_mounts./data: cannot read {tmp}/d/sub/locked/: Permission "
+         "denied. " + UNREADABLE_FIX,
+         files={"d/ok": "x", "d/sub/locked/f": "x", "d/sub/locked": Locked()}, locked=True),
+    case("unreadable-file-inside-workdir", "workdir: ./w\nrun: x\n",
+         "task.yaml:1:10: workdir: cannot read {tmp}/w/secret.key: Permission denied. "
+         + UNREADABLE_FIX,
+         files={"w/ok": "x", "w/.skyignore": "*.log\n", "w/secret.key": Locked("x")},
+         locked=True),
+
     # --- several problems at once, in file order -----------------------------------------
     case("several-problems",
          "name: several\n"
@@ -530,6 +648,7 @@ def params(bug_field: str):
 # --- helpers -------------------------------------------------------------------------
 
 def materialize(root: Path, files: dict) -> None:
+    locked = []
     for name, content in files.items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -537,10 +656,22 @@ def materialize(root: Path, files: dict) -> None:
             path.mkdir()
         elif content is FIFO:
             os.mkfifo(path)
+        elif content is SOCKET:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.bind(str(path))  # stays a socket file after close
+            sock.close()
+        elif isinstance(content, Locked):
+            if content.text is None:
+                path.mkdir(exist_ok=True)
+            else:
+                path.write_text(content.text)
+            locked.append(path)
         elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
             path.write_bytes(content.encode("utf-8"))
+    for path in reversed(locked):
+        path.chmod(0)
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -595,6 +726,22 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     return exc.value.code, out, err
 
 
+def run_process(argv: list[str], cwd: Path, *, locked: bool = False) -> tuple[int, str, str]:
+    """`python -m skycompile ARGV` as a user runs it; `locked`: without the capabilities
+    that let root read a mode-000 file (what any other user is)."""
+    repo = str(Path(skycompile.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)}
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if locked else []
+    proc = subprocess.run([*prefix, sys.executable, "-m", "skycompile", *argv], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_case(c: "Case", argv: list[str], capsys) -> tuple[int, str, str]:
+    return run_process(argv, Path.cwd(), locked=True) if c.locked else run_cli(argv, capsys)
+
+
 def expected_text(c: Case) -> str:
     return c.expected.replace("{tmp}", str(Path.cwd())) + "\n"
 
@@ -609,7 +756,7 @@ def test_enough_cases():
 def test_error_output(c: Case, workspace, capsys):
     materialize(workspace, c.files)
     start = time.perf_counter()
-    code, out, err = run_cli(c.argv, capsys)
+    code, out, err = run_case(c, c.argv, capsys)
     elapsed = time.perf_counter() - start
     assert "Traceback" not in err
     assert err == expected_text(c)
@@ -633,7 +780,7 @@ def test_nothing_written(c: Case, workspace, capsys):
     before = snapshot(workspace)
     errors = []
     for argv in _variants(c.argv):
-        code, out, err = run_cli(argv, capsys)
+        code, out, err = run_case(c, argv, capsys)
         assert "Traceback" not in err
         assert code == 2, (argv, err)
         assert out == "", argv
@@ -654,13 +801,9 @@ def test_real_process(case_id: str, workspace):
     assert not c.bug
     materialize(workspace, c.files)
     before = snapshot(workspace)
-    repo = str(Path(skycompile.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)}
-    proc = subprocess.run([sys.executable, "-m", "skycompile", *c.argv], cwd=workspace,
-                          env=env, capture_output=True, text=True, timeout=60)
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr == expected_text(c)
-    assert proc.stdout == ""
-    assert proc.returncode == 2
+    code, out, err = run_process(c.argv, workspace)
+    assert "Traceback" not in err
+    assert err == expected_text(c)
+    assert out == ""
+    assert code == 2
     assert snapshot(workspace) == before
