@@ -343,9 +343,8 @@ def run(argv: list[str] | None = None) -> int:
     for target in pairs:
         if target.path == "-":
             sys.stdout.write(target.text)
-        else:
-            output.write_atomic(target.path, target.text,
-                                mode=0o700 if embedded else 0o755)
+    output.write_all([(t.path, t.text) for t in pairs if t.path != "-"],
+                     mode=0o700 if embedded else 0o755)
     return EXIT_OK
 
 

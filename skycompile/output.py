@@ -58,23 +58,38 @@ def targets(files: list[tuple[str, Compiled]], out: str) -> list[Target]:
     return [Target(str(base / sub / f"node-{i}.sh"), s, t) for sub, t, i, s in scripts]
 
 
-def write_atomic(path: str, text: str, mode: int = 0o755) -> None:
-    """Temp file in the same directory, fsync, chmod, rename: never half a script."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+def write_all(files: list[tuple[str, str]], mode: int = 0o755) -> None:
+    """Write (path, text) pairs so that a crash at any moment leaves every output either
+    as it was or complete, never partial: each text goes in full (fsync'd, chmod'ed) to a
+    temp file beside its target first; only then are they renamed into place, back to
+    back, and the directories fsync'd. A SIGKILL can leave a hidden `.NAME.*.tmp`."""
+    temps: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        for path, text in files:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                       dir=target.parent)
+            temps.append((tmp, target))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, mode)
+        for tmp, target in temps:
+            os.replace(tmp, target)
+        for directory in dict.fromkeys(target.parent for _, target in temps):
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)  # the renames survive a power loss
+            finally:
+                os.close(fd)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        for tmp, _ in temps:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
 
 

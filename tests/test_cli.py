@@ -46,6 +46,83 @@ def test_single_file_atomic_and_executable(task, cli):
     assert [p.name for p in Path(".").iterdir() if p.name.startswith(".boot.sh")] == []
 
 
+# Runs the CLI with every file-system step of the output write (temp file created, fsync,
+# chmod, rename, directory open) counted, and SIGKILLs itself at step KILL_AT: no cleanup
+# code runs, as when the machine or the user kills the compile.
+KILL_AT_STEP = """
+import os, signal, sys, tempfile
+from skycompile import cli, output
+at, steps, writing = int(sys.argv[1]), [0], [False]
+def counted(real):
+    def step(*args, **kwargs):
+        if writing[0]:
+            steps[0] += 1
+            if steps[0] == at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return step
+for name in ("fsync", "chmod", "replace", "open"):
+    setattr(os, name, counted(getattr(os, name)))
+tempfile.mkstemp = counted(tempfile.mkstemp)
+real_write_all = output.write_all
+def write_all(*args, **kwargs):
+    writing[0] = True
+    return real_write_all(*args, **kwargs)
+output.write_all = write_all
+sys.exit(cli.main(sys.argv[2:]))
+"""
+
+
+def test_a_compile_killed_at_any_step_leaves_no_partial_script(task, cli, monkeypatch, tmp_path):
+    """SIGKILL at each step of writing a two-node task over the outputs of an older
+    version, and into an empty directory: every script is then the old one or the new
+    one, whole (all old until the renames start), and a re-run completes."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    old, new = TWO_NODES, TWO_NODES.replace("echo hi", "echo new")
+
+    def scripts(out: Path) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in out.glob("node-*.sh")} if out.exists() else {}
+
+    def compiled(text: str) -> dict[str, bytes]:
+        monkeypatch.chdir(tmp_path / "ref")
+        task(text)
+        assert cli("task.yaml", "-o", "out/").code == 0
+        return scripts(Path("out"))
+    (tmp_path / "ref").mkdir()
+    was, want = compiled(old), compiled(new)
+    for start in ("over-old", "empty"):
+        killed = 0
+        for at in range(1, 100):
+            work = tmp_path / f"{start}-{at}"
+            work.mkdir()
+            monkeypatch.chdir(work)
+            task(new)
+            out = work / "out"
+            if start == "over-old":
+                out.mkdir()
+                for name, data in was.items():
+                    (out / name).write_bytes(data)
+            proc = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(at), "task.yaml",
+                                   "-o", "out/"], env=env, capture_output=True)
+            found = scripts(out)
+            for name, data in found.items():
+                assert data in (was.get(name), want[name]), (start, at, name)
+            if proc.returncode == 0:
+                assert found == want
+                break
+            assert proc.returncode == -9, proc.stderr
+            killed += 1
+            if killed <= 8:  # before the first rename: only temps were written
+                assert found == (was if start == "over-old" else {}), (start, at)
+            leftovers = [p.name for p in out.iterdir() if not p.name.startswith("node-")]
+            assert all(n.startswith(".node-") and n.endswith(".tmp") for n in leftovers)
+            assert cli("task.yaml", "-o", "out/").code == 0
+            assert scripts(out) == want
+        # 2 files x (mkstemp, its os.open, fsync, chmod), 2 renames, the directory's open
+        # and fsync
+        assert killed == 12, (start, killed)
+
+
 def test_directory_layout_for_many_nodes(task, cli):
     result = cli(task(TWO_NODES), "-o", "out/")
     assert result.code == 0, result.err
