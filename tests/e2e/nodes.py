@@ -368,6 +368,18 @@ class Node:
         self.put("/root/boot.sh", script_text, 0o755)
         return self.run("bash", "/root/boot.sh", *args, **kw)
 
+    def reboot(self) -> None:
+        """What a crash and reboot do to the node, keeping its disk: every process is
+        SIGKILLed (no cleanup runs), the FUSE mounts are gone, /run and /tmp are empty."""
+        self.sh("kill -KILL -1; sleep 0.5; "
+                "awk '$3 ~ /^fuse/ {print $2}' /proc/mounts | while read -r m; do "
+                "umount -l \"$(printf '%b' \"$m\")\"; done; "
+                "find /run /tmp -mindepth 1 -delete", check=True)
+        # zombies stay: the namespace's init (sleep) does not reap them
+        left = self.sh("ps -e -o stat=,comm= | awk '$1 !~ /^Z/ && $2 !~ /^(sleep|ps|bash|awk)$/'")
+        assert not left.stdout.strip(), f"survived the reboot: {left.stdout}"
+        assert "fuse" not in self.sh("cat /proc/mounts").stdout
+
     def stop(self) -> None:
         if self.proc is None:
             return
