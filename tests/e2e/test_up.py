@@ -174,6 +174,26 @@ def test_task_envs_named_like_the_scripts_own_variables(node, compile_task):
     assert node.path("/var/log/skycompile").is_dir() and not node.path("v-LOG_FILE").exists()
 
 
+def test_secrets_named_like_the_scripts_own_variables(node, compile_task):
+    """Secrets and envs without a value come from the node's environment as the script
+    found it, before it set any variable of its own: a secret named LOG_FILE or SLUG gets
+    the node's value, not the script's."""
+    node.sh("useradd --create-home bob", check=True)
+    names = ["LOG_FILE", "SLUG", "NODE_INDEX", "SKYCOMPILE_VERSION", "TASK_LOADER"]
+    # null: required; "": optional (the node may leave it unset)
+    task = ("secrets:\n" + "".join(f"  {n}: null\n" for n in names)
+            + "  STATE_DIR: ''\n  WORKDIR: ''\nrun: |\n"
+            + "".join(f'  echo "{n}=${n}"\n' for n in [*names, "STATE_DIR", "WORKDIR"]))
+    [script] = compile_task(task, "--user", "bob")
+    env = {n: f"node-{n}" for n in names} | {"STATE_DIR": "node-STATE_DIR"}
+    res = node.script(script, "up", env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [f"{n}=node-{n}" for n in [*names, "STATE_DIR"]] + [
+        "WORKDIR="]
+    missing = node.script(script, "up", env={k: v for k, v in env.items() if k != "SLUG"})
+    assert missing.returncode != 0 and "set SLUG in the node's environment" in missing.stderr
+
+
 def test_single_node_ips_default_to_its_own_address(node, compile_task):
     [script] = compile_task("run: echo \"ips=$SKYPILOT_NODE_IPS\"\n")
     res = node.script(script, "up")

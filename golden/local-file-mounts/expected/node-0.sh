@@ -448,9 +448,9 @@ remote_kind() {
 }
 
 # --- task environment ---
-# The task's envs, as NAME=VALUE words, NUL-terminated: HOME, the task's envs, then
-# SkyPilot's node facts (SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup: $1).
-# Secrets (RUNTIME_REQUIRED) are not listed: they are in the environment already.
+# The task's envs, as NAME=VALUE words, NUL-terminated: HOME, the task's envs, the secrets
+# and envs without a value from the node, then SkyPilot's node facts (SKYPILOT_* for run,
+# their SKYPILOT_SETUP_* twins for setup: $1).
 task_env() {
   local prefix=$1
   # runuser sets HOME for the task's user; cloud-init may start us without any HOME.

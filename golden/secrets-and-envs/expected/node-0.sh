@@ -21,6 +21,11 @@
 set -Eeuo pipefail
 # Also inside $(...): a failing step must not hand a half result to its caller (bash >= 4.4).
 shopt -s inherit_errexit 2>/dev/null || true
+# The environment the node started this script with, taken before the script sets any
+# variable of its own: secrets and envs without a value come from here, even one named like
+# a variable of this script (LOG_FILE, SLUG, ...).
+mapfile -d '' -t NODE_ENV_AT_START < <(env -0)
+readonly -a NODE_ENV_AT_START
 
 # --- constants ---
 # Task data, every value quoted by skycompile. What shellcheck would flag inside these single
@@ -134,16 +139,30 @@ check_runtime_envs() {
   local name missing=()
   for name in "${RUNTIME_REQUIRED[@]}"; do
     valid_name "$name"
-    [[ -n ${!name+set} ]] || missing+=("$name")
+    start_env "$name" >/dev/null || missing+=("$name")
   done
   [[ -z ${missing[*]-} ]] ||
     die "set ${missing[*]} in the node's environment: the task declares them as secrets or envs without a value, so they are not in this script"
 }
 
 # --- task environment ---
-# The task's envs, as NAME=VALUE words, NUL-terminated: HOME, the task's envs, then
-# SkyPilot's node facts (SKYPILOT_* for run, their SKYPILOT_SETUP_* twins for setup: $1).
-# Secrets (RUNTIME_REQUIRED) are not listed: they are in the environment already.
+# "NAME=VALUE\0" of $1 as the node started this script (NODE_ENV_AT_START); "NAME=\0" and
+# status 1 when the node did not set it.
+start_env() {
+  local entry
+  for entry in "${NODE_ENV_AT_START[@]}"; do
+    if [[ $entry == "$1="* ]]; then
+      printf '%s\0' "$entry"
+      return 0
+    fi
+  done
+  printf '%s\0' "$1="
+  return 1
+}
+
+# The task's envs, as NAME=VALUE words, NUL-terminated: HOME, the task's envs, the secrets
+# and envs without a value from the node, then SkyPilot's node facts (SKYPILOT_* for run,
+# their SKYPILOT_SETUP_* twins for setup: $1).
 task_env() {
   local prefix=$1
   # runuser sets HOME for the task's user; cloud-init may start us without any HOME.
@@ -153,8 +172,8 @@ task_env() {
     printf '%s\0' "${ENV_NAMES[i]}=${ENV_VALUES[i]}"
   done
   local name
-  for name in "${RUNTIME_OPTIONAL[@]}"; do
-    printf '%s\0' "$name=${!name-}"
+  for name in "${RUNTIME_REQUIRED[@]}" "${RUNTIME_OPTIONAL[@]}"; do
+    start_env "$name" || true
   done
   printf '%s\0' "${prefix}NODE_RANK=$NODE_INDEX" "${prefix}NUM_NODES=$NODE_COUNT" \
     "${prefix}NODE_IPS=$(node_ips)"
