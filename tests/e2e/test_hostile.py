@@ -17,7 +17,7 @@ The checks after compiling run in batches (one shellcheck call, one node process
 so 2,000 examples per field fit in CI. Shellcheck sees each script's header and data block
 (the only lines a value reaches); the test asserts that the rest of every script is
 byte-identical to one reference script per field, which is shellchecked whole.
-`pytest -m long` runs 6,000 examples per field (SKYCOMPILE_HOSTILE_LONG_EXAMPLES), new
+`pytest -m long` runs 10,000 examples per field (SKYCOMPILE_HOSTILE_LONG_EXAMPLES), new
 ones on every run; the CI run is derandomized, the same examples every time.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ IDENT = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
 NAMEISH = st.one_of(  # mostly identifiers, so some env names are accepted
     IDENT, IDENT.map(lambda s: s + "\n"), HOSTILE)
 EXAMPLES = int(os.environ.get("SKYCOMPILE_HOSTILE_EXAMPLES", "2000"))
-LONG_EXAMPLES = int(os.environ.get("SKYCOMPILE_HOSTILE_LONG_EXAMPLES", "6000"))
+LONG_EXAMPLES = int(os.environ.get("SKYCOMPILE_HOSTILE_LONG_EXAMPLES", "10000"))
 
 
 @dataclass(frozen=True)
