@@ -116,6 +116,8 @@ def test_killed_rclone_pending_uploads_resume_from_the_cache(s3, node, compile_t
     node.sh("for i in 1 2 3; do echo \"kept $i\" > /out/k$i.txt; done", check=True)
     node.sh("pkill -KILL -x rclone; sleep 0.5", check=True)
     assert s3.objects("results") == {}
+    status = node.script(script, "status")
+    assert "dead mount" in status.stdout, status.stdout
     res = node.script(script, "up", "--no-run")
     assert res.returncode == 0, res.stderr
     drained = node.script(script, "drain")
