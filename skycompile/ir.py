@@ -58,7 +58,16 @@ class MountConfig:
     cache_size: str = ""
     write_back: str = ""
     drain_timeout: int = 3600  # seconds
-    dir_cache_time: str = "2s"  # short, so other nodes' writes show up within seconds
+    # MOUNT: short, so other nodes' writes show up within seconds. MOUNT_CACHED: see
+    # CACHED_DIR_CACHE_TIME.
+    dir_cache_time: str = "2s"
+
+
+# MOUNT_CACHED lists what the node itself writes, and rclone must list a directory again
+# once its listing expires: during an outage that blocks the write for minutes and then
+# fails it (EIO). So its listings do not expire during a run (config.mount.dir_cache_time
+# still overrides).
+CACHED_DIR_CACHE_TIME = "1000h"
 
 
 @dataclass(frozen=True)

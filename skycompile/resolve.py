@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import stores
 from .errors import Problem
-from .ir import LocalSource, Mode, MountConfig, NodePath
+from .ir import CACHED_DIR_CACHE_TIME, LocalSource, Mode, MountConfig, NodePath
 from .load import Document
 from .options import Options
 
@@ -278,7 +278,8 @@ def mount_config(config: dict, mode: Mode) -> MountConfig:
         write_back=str(cached.get("write_back", "")),
         drain_timeout=_duration_seconds(cached["drain_timeout"]) if "drain_timeout" in cached
         else base.drain_timeout,
-        dir_cache_time=str(mount.get("dir_cache_time", base.dir_cache_time)),
+        dir_cache_time=str(mount.get("dir_cache_time", CACHED_DIR_CACHE_TIME
+                                     if mode is Mode.MOUNT_CACHED else base.dir_cache_time)),
     )
 
 

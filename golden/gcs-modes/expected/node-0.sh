@@ -81,7 +81,7 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly -a M_MODE=('MOUNT' 'MOUNT_CACHED' 'COPY' 'COPY')
   readonly -a M_TRANSFERS=('1' '1' '16' '16')
   readonly -a M_OBJECT=('dir' 'dir' 'auto' 'auto')
-  readonly -a M_DIR_CACHE_TIME=('2s' '2s' '2s' '2s')
+  readonly -a M_DIR_CACHE_TIME=('2s' '1000h' '2s' '2s')
   readonly M_COUNT='4'
   readonly -a M_CACHE_SIZE=('' '' '' '')
   readonly -a M_WRITE_BACK=('' '' '' '')

@@ -98,7 +98,7 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly -a M_MODE=('COPY' 'MOUNT' 'MOUNT_CACHED' 'COPY' 'MOUNT_CACHED' 'MOUNT')
   readonly -a M_TRANSFERS=('16' '1' '1' '16' '1' '1')
   readonly -a M_OBJECT=('auto' 'auto' 'auto' 'auto' 'dir' 'auto')
-  readonly -a M_DIR_CACHE_TIME=('2s' '2s' '2s' '2s' '2s' '2s')
+  readonly -a M_DIR_CACHE_TIME=('2s' '2s' '1000h' '2s' '1000h' '2s')
   readonly M_COUNT='6'
   readonly -a M_CACHE_SIZE=('' '' '' '' '' '')
   readonly -a M_WRITE_BACK=('' '' '' '' '' '')

@@ -73,7 +73,7 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly -a M_MODE=('MOUNT_CACHED' 'COPY')
   readonly -a M_TRANSFERS=('1' '16')
   readonly -a M_OBJECT=('dir' 'dir')
-  readonly -a M_DIR_CACHE_TIME=('2s' '2s')
+  readonly -a M_DIR_CACHE_TIME=('1000h' '2s')
   readonly M_COUNT='2'
   readonly -a M_CACHE_SIZE=('' '')
   readonly -a M_WRITE_BACK=('' '')

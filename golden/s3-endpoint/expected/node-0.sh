@@ -74,7 +74,7 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly -a M_LABEL=('/minio' '/other')
   readonly -a M_MODE=('MOUNT' 'MOUNT_CACHED')
   readonly -a M_TRANSFERS=('1' '1')
-  readonly -a M_DIR_CACHE_TIME=('2s' '2s')
+  readonly -a M_DIR_CACHE_TIME=('2s' '1000h')
   readonly M_COUNT='2'
   readonly -a M_CACHE_SIZE=('' '')
   readonly -a M_WRITE_BACK=('' '')

@@ -63,7 +63,7 @@ shopt -s inherit_errexit 2>/dev/null || true
   readonly -a M_LABEL=('/outputs')
   readonly -a M_MODE=('MOUNT_CACHED')
   readonly -a M_TRANSFERS=('4')
-  readonly -a M_DIR_CACHE_TIME=('2s')
+  readonly -a M_DIR_CACHE_TIME=('1000h')
   readonly M_COUNT='1'
   readonly -a M_CACHE_SIZE=('20G')
   readonly -a M_WRITE_BACK=('2s')
