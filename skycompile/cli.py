@@ -337,8 +337,8 @@ def run(argv: list[str] | None = None) -> int:
                   "anyone who can read them, or the instance's user-data, has the keys",
                   file=sys.stderr)
         else:
-            print("skycompile: note: --embed-credentials: no keys embedded; no mount takes "
-                  "keys from the node's environment (OCI nodes use their instance principal)",
+            print("skycompile: note: --embed-credentials: nothing embedded; no store of this "
+                  "task takes keys from this machine (OCI nodes use their instance principal)",
                   file=sys.stderr)
     for target in pairs:
         if target.path == "-":

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,10 +166,11 @@ def _make_plan(task, docs: list[Document], hasher) -> plan.Plan:
         return plan.make_plan(task, hasher)
     except plan.UnreadableSource as e:
         doc = next(d for d in docs if d.index == task.index)
-        raise TaskError([doc.problem(
-            e.storage.origin, f"cannot read {e.path}: {e.reason}",
-            "Fix its permissions, or exclude it in .skyignore (or .gitignore).")],
-            doc.filename) from None
+        gone = e.reason in (os.strerror(errno.ENOENT), os.strerror(errno.ENOTDIR))
+        fix = ("It changed while skycompile read the source; run again." if gone else
+               "Fix its permissions, or exclude it in .skyignore (or .gitignore).")
+        raise TaskError([doc.problem(e.storage.origin, f"cannot read {e.path}: {e.reason}",
+                                     fix)], doc.filename) from None
 
 
 def _check_uploads(plans: list, docs: list[Document]) -> None:

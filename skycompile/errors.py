@@ -26,6 +26,10 @@ class StateError(SkycompileError):
     """The local state file cannot be opened, read or written."""
 
 
+class OutputError(SkycompileError):
+    """A script could not be written (the file system refused)."""
+
+
 class UsageError(SkycompileError):
     """A bad command line (flags, output path)."""
 

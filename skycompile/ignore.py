@@ -30,6 +30,7 @@ pruned without being read, as both tools do.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -538,13 +539,22 @@ def _git_excluded(chain: tuple, rel: bytes, name: bytes, is_dir: bool) -> bool:
     return False
 
 
+def _absent(e: OSError) -> bool:
+    """The path is not there (or is a symlink where none is followed): nothing to read.
+    Anything else (EACCES, EIO) is an Unreadable: a rule file or a directory silently
+    skipped would change what is uploaded."""
+    return e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+
+
 def _read_nofollow(path: bytes) -> bytes | None:
     """A .gitignore inside the work tree, read as git reads it: never through a symlink."""
     try:
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path, flags)
-    except OSError:
-        return None
+    except OSError as e:
+        if _absent(e):
+            return None
+        raise Unreadable(os.fsdecode(path), e.strerror) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
@@ -618,13 +628,16 @@ def _is_git_directory(path: bytes) -> bool:
         os.access(os.path.join(common, b"refs"), os.X_OK)
 
 
-def _repo_gitdir(directory: bytes) -> bytes | None:
+def _repo_gitdir(directory: bytes, strict: bool = False) -> bytes | None:
     """The git directory of the work tree rooted at `directory`, when it is one
-    (is_nonbare_repository_dir(): a .git directory, or a "gitdir: " file)."""
+    (is_nonbare_repository_dir(): a .git directory, or a "gitdir: " file). `strict`
+    (inside a source): a .git that cannot be looked at is Unreadable, not "no repository"."""
     dotgit = os.path.join(directory, _DOT_GIT)
     try:
         st = os.stat(dotgit)
-    except OSError:
+    except OSError as e:
+        if strict and not _absent(e):  # stat needs only the directory's search right
+            raise Unreadable(os.fsdecode(directory.rstrip(b"/") + b"/"), e.strerror) from None
         return None
     if stat.S_ISDIR(st.st_mode):
         return dotgit if _is_git_directory(dotgit) else None
@@ -744,8 +757,10 @@ def _read_plain(path: bytes) -> bytes | None:
     try:
         with open(path, "rb") as fh:
             return fh.read()
-    except OSError:
-        return None
+    except OSError as e:
+        if _absent(e) or e.errno == errno.EISDIR:
+            return None
+        raise Unreadable(os.fsdecode(path), e.strerror) from None
 
 
 def _push_gitignore(repo: _Repo, d: bytes, chain: tuple) -> tuple:
@@ -840,7 +855,7 @@ def _walk_git(repo: _Repo, start: bytes, chain: tuple, out: bytes, files: list, 
                 _emit_tracked(repo, sub, sub, out, files, links, strip=strip)
                 continue
             if not repo.has_tracked_under(sub):
-                gitdir = _repo_gitdir(top + rel)
+                gitdir = _repo_gitdir(top + rel, strict=True)
                 if gitdir is not None:
                     _walk_nested(top + rel, out + sub[strip:], files, links, gitdir)
                     continue
@@ -852,7 +867,7 @@ def _walk_nested(directory: bytes, out: bytes, files: list, links: list,
     """A nested repository (a submodule, or a clone inside the source): listed by its own
     rules and index, as git run inside it lists it. Nothing when it is not a repository
     (an uninitialised submodule)."""
-    gitdir = gitdir or _repo_gitdir(directory)
+    gitdir = gitdir or _repo_gitdir(directory, strict=True)
     if gitdir is None:
         return
     _walk_git(_Repo.load(directory, gitdir), b"", (), out, files, links)
@@ -873,7 +888,9 @@ def _emit_tracked(repo: _Repo, under: bytes, walked: bytes, out: bytes, files: l
             parent = d.rsplit(b"/", 1)[0] if b"/" in d else b""
             try:
                 known = real_dir(parent) and stat.S_ISDIR(os.lstat(top + d).st_mode)
-            except OSError:
+            except OSError as e:
+                if not _absent(e):
+                    raise Unreadable(os.fsdecode(top + d), e.strerror) from None
                 known = False
             real_dirs[d] = known
         return known
@@ -885,7 +902,9 @@ def _emit_tracked(repo: _Repo, under: bytes, walked: bytes, out: bytes, files: l
         key = out + rel[strip:]
         try:
             mode = os.lstat(top + rel).st_mode
-        except OSError:
+        except OSError as e:
+            if not _absent(e):
+                raise Unreadable(os.fsdecode(top + rel), e.strerror) from None
             continue
         if stat.S_ISDIR(mode):
             if repo.is_gitlink(rel):

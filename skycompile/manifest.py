@@ -12,6 +12,7 @@ File contents are read by `Hasher` only, and only for files its cache cannot vou
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +88,11 @@ class Hasher:
         stats = [_stat(p) for p in real]
         found = [self.cache.cached_hashes(p, st) if self.cache else None
                  for p, st in zip(real, stats)]
+        for p, hit in zip(real, found):
+            # a chmod leaves size, mtime and inode alone: the cache cannot vouch that the
+            # upload will be able to read the file
+            if hit is not None and not os.access(p, os.R_OK):
+                raise ignore.Unreadable(p, os.strerror(errno.EACCES))
         todo = [i for i, hit in enumerate(found) if hit is None]
         if todo:
             with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:

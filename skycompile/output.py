@@ -7,6 +7,7 @@ several task files -> `DIR/<file stem>/...` for each.
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from dataclasses import dataclass
 
 from .compiler import Compiled, CompiledTask
-from .errors import UsageError
+from .errors import OutputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,27 @@ def targets(files: list[tuple[str, Compiled]], out: str) -> list[Target]:
             who = "the task files need" if len(files) > 1 else "the task needs"
             raise UsageError(f"-o {out} names one file, but {who} {len(scripts)} "
                              f"scripts ({what}); pass a directory: -o {suggestion}")
+        _check_writable(out)
         return [Target(out, scripts[0][3], scripts[0][1])]
     base = Path(out)
-    return [Target(str(base / sub / f"node-{i}.sh"), s, t) for sub, t, i, s in scripts]
+    found = [Target(str(base / sub / f"node-{i}.sh"), s, t) for sub, t, i, s in scripts]
+    for target in found:
+        _check_writable(target.path)
+    return found
+
+
+def _check_writable(path: str) -> None:
+    """Before any side effect: a script's path must not be a directory, nor lie below a
+    file (the renames at the end would fail half-way)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"-o: {path} is a directory; move it away or pick another -o")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"-o: {parent} is a file, so {path} cannot be written there; "
+                                 "move it away or pick another -o")
+            break
 
 
 def write_all(files: list[tuple[str, str]], mode: int = 0o755) -> None:
@@ -82,14 +101,19 @@ def write_all(files: list[tuple[str, str]], mode: int = 0o755) -> None:
             fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 os.fsync(fd)  # the renames survive a power loss
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOTSUP):  # fs without directory fsync
+                    raise
             finally:
                 os.close(fd)
-    except BaseException:
+    except BaseException as e:
         for tmp, _ in temps:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {e.filename or 'the scripts'}: {e.strerror}") from None
         raise
 
 

@@ -526,6 +526,18 @@ CASES = [
          "task.yaml:2:10: file_mounts./data: cannot read {tmp}/d/sub/locked/: Permission "
          "denied. " + UNREADABLE_FIX,
          files={"d/ok": "x", "d/sub/locked/f": "x", "d/sub/locked": Locked()}, locked=True),
+    # a rule file that cannot be read would upload what it excludes (the rule files
+    # themselves are excluded here, so only reading them as rules can fail)
+    case("unreadable-gitignore", "file_mounts:\n  /data: ./d\n",
+         "task.yaml:2:10: file_mounts./data: cannot read {tmp}/d/sub/.gitignore: Permission "
+         "denied. " + UNREADABLE_FIX,
+         files={"d/.gitignore": ".gitignore\n", "d/sub/secret.key": "x",
+                "d/sub/.gitignore": Locked("*.key\n")}, locked=True),
+    case("unreadable-skyignore", "file_mounts:\n  /data: ./d\n",
+         "task.yaml:2:10: file_mounts./data: cannot read {tmp}/d/sub/.skyignore: Permission "
+         "denied. " + UNREADABLE_FIX,
+         files={"d/.skyignore": ".skyignore\n", "d/sub/secret.key": "x",
+                "d/sub/.skyignore": Locked("*.key\n")}, locked=True),
     case("unreadable-file-inside-workdir", "workdir: ./w\nrun: x\n",
          "task.yaml:1:10: workdir: cannot read {tmp}/w/secret.key: Permission denied. "
          + UNREADABLE_FIX,
@@ -788,6 +800,23 @@ def test_nothing_written(c: Case, workspace, capsys):
         errors.append(err)
     assert not (workspace / "out").exists() and not (workspace / "out.sh").exists()
     assert all(e == errors[0] for e in errors), errors
+
+
+def test_a_warm_hash_cache_does_not_hide_an_unreadable_file(workspace, capsys):
+    """The hash cache keys on size, mtime and inode, which chmod leaves alone: a file made
+    unreadable after an earlier compile must still stop the next one."""
+    materialize(workspace, {"task.yaml": "file_mounts:\n  /data: ./d\n",
+                            "d/ok": "x", "d/model.bin": "weights"})
+    code, _, err = run_process(["task.yaml", "-o", "out/", "--dry-run"], workspace)
+    assert code == 0, err
+    assert list((workspace / ".home").rglob("*.db")), "the first compile cached no hashes"
+    (workspace / "d" / "model.bin").chmod(0)
+    code, out, err = run_process(["task.yaml", "-o", "out2/", "--dry-run"], workspace,
+                                 locked=True)
+    assert (code, out) == (2, "")
+    assert err == (f"task.yaml:2:10: file_mounts./data: cannot read {workspace}/d/model.bin: "
+                   f"Permission denied. {UNREADABLE_FIX}\n")
+    assert not (workspace / "out2").exists()
 
 
 REAL_PROCESS = ["yaml-mapping-in-scalar", "alias-bomb", "task-is-missing", "not-utf8",

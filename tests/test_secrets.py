@@ -172,7 +172,7 @@ def test_oci_has_nothing_to_embed(tmp_path, cli, monkeypatch):
         "resources: {region: us-ashburn-1}\nfile_mounts:\n  /d: oci://bkt\n")
     result = cli("task.yaml", "--dry-run", "--embed-credentials", "-o", "out/")
     assert result.code == 0, result.err
-    assert "no keys embedded" in result.err and "storage keys are in" not in result.err
+    assert "nothing embedded" in result.err and "storage keys are in" not in result.err
     script = tmp_path / "out" / "node-0.sh"
     assert script.stat().st_mode & 0o777 == 0o755
     assert b"'provider = instance_principal_auth'" in script.read_bytes()

@@ -146,3 +146,18 @@ def test_persistent_upload_errors_end_drain_before_its_timeout(s3, node, compile
     assert "uploads keep failing" in up.stderr, up.stderr
     assert "doomed.txt (upload tries:" in up.stderr
     assert "up: the task finished, but some uploads did not reach the bucket" in up.stderr
+
+
+def test_a_new_up_lists_what_reached_the_bucket_since(s3, node, compile_task):
+    """MOUNT_CACHED listings do not expire (an outage must not fail writes), so a file
+    another machine puts in the bucket shows after the next `up`, which refreshes them."""
+    s3.bucket("results")
+    [script] = compile_task(task("true"))
+    assert node.script(script, "up", "--no-run").returncode == 0
+    node.sh("ls /out", check=True)  # listed now, and kept
+    s3.client().put_object(Bucket="results", Key="late.txt", Body=b"from elsewhere\n")
+    time.sleep(3)
+    assert "late.txt" not in node.sh("ls /out").stdout
+    again = node.script(script, "up", "--no-run")
+    assert again.returncode == 0, again.stderr
+    assert node.sh("cat /out/late.txt", check=True).stdout == "from elsewhere\n"

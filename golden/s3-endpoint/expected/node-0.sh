@@ -410,8 +410,13 @@ mount_one() {
   case $state in
     ours)
       log "${M_LABEL[i]} is already mounted from ${M_REMOTE[i]}:${M_PATH[i]}"
-      if [[ ${M_MODE[i]} == MOUNT_CACHED && ! -S $(rc_sock "$i") ]]; then
-        die "${M_LABEL[i]} is mounted without its rc socket (another mode?); drain could not watch it. Run down, then up"
+      if [[ ${M_MODE[i]} == MOUNT_CACHED ]]; then
+        [[ -S $(rc_sock "$i") ]] ||
+          die "${M_LABEL[i]} is mounted without its rc socket (another mode?); drain could not watch it. Run down, then up"
+        # Its listings do not expire (an outage must not fail writes); a new up lists the
+        # bucket afresh, so what was uploaded since shows. No network here: forget only.
+        rc_call "$(rc_sock "$i")" vfs/forget >/dev/null ||
+          warn "${M_LABEL[i]}: could not refresh its directory listings; files added to the bucket since it was mounted may not show"
       fi
       return 0
       ;;

@@ -23,8 +23,12 @@ set -Eeuo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 # The environment the node started this script with, taken before the script sets any
 # variable of its own: secrets and envs without a value come from here, even one named like
-# a variable of this script (LOG_FILE, SLUG, ...).
-mapfile -d '' -t NODE_ENV_AT_START < <(env -0)
+# a variable of this script (LOG_FILE, SLUG, ...). The group's input is opened, so env runs,
+# before the first assignment inside it. (mapfile -d needs bash 4.4.)
+{
+  NODE_ENV_AT_START=()
+  while IFS= read -r -d '' REPLY; do NODE_ENV_AT_START+=("$REPLY"); done
+} < <(env -0)
 readonly -a NODE_ENV_AT_START
 
 # --- constants ---
