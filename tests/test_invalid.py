@@ -623,6 +623,13 @@ CASES = [
          "num_nodes: 2\nfile_mounts:\n  /data: ./data\nrun: x\n", ONE_FILE,
          argv=["-o", "out.sh", "--endpoint-url", "http://127.0.0.1:9"],
          files={"data/f.txt": "x"}),
+    Case("output-path-is-a-directory", {"task.yaml": "run: x\n", "dest/node-0.sh": DIR},
+         ["task.yaml", "-o", "dest/", "--dry-run"],
+         "skycompile: error: -o: dest/node-0.sh is a directory; move it away or pick another -o"),
+    Case("output-dir-is-a-file", {"task.yaml": "num_nodes: 2\nrun: x\n", "dest": "x"},
+         ["task.yaml", "-o", "dest/sub/", "--dry-run"],
+         "skycompile: error: -o: dest is a file, so dest/sub/node-0.sh cannot be written there; "
+         "move it away or pick another -o"),
     case("check-without-output", "run: x\n",
          "skycompile: error: --check compares with existing files: pass -o PATH",
          argv=["--check"]),
