@@ -826,6 +826,40 @@ def test_a_warm_hash_cache_does_not_hide_an_unreadable_file(workspace, capsys):
     assert not (workspace / "out2").exists()
 
 
+def _git(*args: str, cwd: Path) -> None:
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd,
+                   check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("layout", ["submodule", "tracked-under-ignored"])
+def test_unreadable_parts_of_a_git_work_tree_are_errors(layout, workspace):
+    """What git mode reaches without walking: a submodule (gitlink) and tracked files under
+    an ignored directory. Unreadable, each stops the compile instead of vanishing."""
+    d = workspace / "d"
+    materialize(workspace, {"task.yaml": "file_mounts:\n  /data: ./d\n", "d/top.txt": "x"})
+    _git("init", "-q", cwd=d)
+    if layout == "submodule":
+        materialize(d, {"sm/inner.txt": "y"})
+        _git("init", "-q", cwd=d / "sm")
+        _git("add", ".", cwd=d / "sm")
+        _git("commit", "-qm", "inner", cwd=d / "sm")
+        _git("add", "top.txt", "sm", cwd=d)  # sm becomes a gitlink
+        locked, named = d / "sm", f"{d}/sm/"
+    else:
+        materialize(d, {".gitignore": "ign/\n", "ign/tracked.txt": "z"})
+        _git("add", "-f", "top.txt", ".gitignore", "ign/tracked.txt", cwd=d)
+        locked, named = d / "ign", f"{d}/ign/tracked.txt"
+    _git("commit", "-qm", "outer", cwd=d)
+    code, _, err = run_process(["task.yaml", "-o", "out/", "--dry-run"], workspace)
+    assert code == 0, err  # readable: the compile works
+    locked.chmod(0)
+    code, out, err = run_process(["task.yaml", "-o", "out2/", "--dry-run"], workspace,
+                                 locked=True)
+    assert (code, out) == (2, ""), err
+    assert err == (f"task.yaml:2:10: file_mounts./data: cannot read {named}: Permission "
+                   f"denied. {UNREADABLE_FIX}\n")
+
+
 REAL_PROCESS = ["yaml-mapping-in-scalar", "alias-bomb", "task-is-missing", "not-utf8",
                 "env-flag-bad-name", "several-problems"]
 
