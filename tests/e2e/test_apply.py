@@ -306,13 +306,39 @@ def test_kill_9_at_random_moments_across_a_1_gb_tree(env, s3, cli):
     total = sum(p.stat().st_size for p in proj.rglob("*") if p.is_file())
     assert total > 2**30
 
+    def server_files(bucket: str) -> dict[str, int]:
+        """name -> size of every file in the server's bucket directory, its temp files
+        included; files that vanish while being listed (the server's own renames) left out."""
+        found = {}
+        for top, _, names in os.walk(s3.root / bucket):  # os.walk skips vanished dirs
+            for name in names:
+                try:
+                    found[os.path.join(top, name)] = os.stat(os.path.join(top, name)).st_size
+                except FileNotFoundError:
+                    pass
+        return found
+
     def landed(bucket: str) -> int:  # bytes on the server, its partial uploads included
-        return sum(p.stat().st_size for p in (s3.root / bucket).rglob("*") if p.is_file()) \
-            if (s3.root / bucket).exists() else 0
+        return sum(server_files(bucket).values())
 
     def args(bucket: str) -> list[str]:
         return ["task.yaml", "-o", "boot.sh", "--endpoint-url", s3.endpoint, "--quiet",
                 "--bucket", bucket]
+
+    def settle(bucket: str) -> None:
+        """Wait until the server has finished the killed client's requests: its files stop
+        changing for a second. rclone serve s3, unlike S3, is not atomic when a dead
+        client's PUT is still being written while the re-run PUTs the same key: its
+        listing can then point at a vanished temp file. (The parts of an open multipart
+        upload stay as temp files until the re-run aborts it.)"""
+        last, since = None, time.monotonic()
+        deadline = since + 60
+        while time.monotonic() - since < 1.0:
+            assert time.monotonic() < deadline, "the server never settled"
+            now = server_files(bucket)
+            if now != last:
+                last, since = now, time.monotonic()
+            time.sleep(0.1)
     moments = []
     for n in range(KILLS):
         bucket = f"sc-kill-{n}"
@@ -330,6 +356,7 @@ def test_kill_9_at_random_moments_across_a_1_gb_tree(env, s3, cli):
                 break
             time.sleep(0.02)
         proc.wait()
+        settle(bucket)
         what = f"{delay:.2f} s in" if early else f"{share:.0%} of the bytes"
         if proc.returncode == 0:
             moments.append(f"{what}: finished first")
