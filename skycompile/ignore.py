@@ -546,15 +546,20 @@ def _absent(e: OSError) -> bool:
     return e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
 
 
+def _unless_absent(e: OSError, path: bytes) -> None:
+    """Return when `e` says the path is absent; else raise Unreadable for it."""
+    if not _absent(e):
+        raise Unreadable(os.fsdecode(path), e.strerror) from None
+
+
 def _read_nofollow(path: bytes) -> bytes | None:
     """A .gitignore inside the work tree, read as git reads it: never through a symlink."""
     try:
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(path, flags)
     except OSError as e:
-        if _absent(e):
-            return None
-        raise Unreadable(os.fsdecode(path), e.strerror) from None
+        _unless_absent(e, path)
+        return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
@@ -889,8 +894,7 @@ def _emit_tracked(repo: _Repo, under: bytes, walked: bytes, out: bytes, files: l
             try:
                 known = real_dir(parent) and stat.S_ISDIR(os.lstat(top + d).st_mode)
             except OSError as e:
-                if not _absent(e):
-                    raise Unreadable(os.fsdecode(top + d), e.strerror) from None
+                _unless_absent(e, top + d)
                 known = False
             real_dirs[d] = known
         return known
@@ -903,8 +907,7 @@ def _emit_tracked(repo: _Repo, under: bytes, walked: bytes, out: bytes, files: l
         try:
             mode = os.lstat(top + rel).st_mode
         except OSError as e:
-            if not _absent(e):
-                raise Unreadable(os.fsdecode(top + rel), e.strerror) from None
+            _unless_absent(e, top + rel)
             continue
         if stat.S_ISDIR(mode):
             if repo.is_gitlink(rel):

@@ -57,16 +57,10 @@ def fingerprint(path: str | Path, size: int) -> tuple[str, str]:
     return tags, sha.hexdigest()
 
 
-def _stat(path: str) -> os.stat_result:
+def _reading(fn, path: str, *args):
+    """fn(path, *args), with an OSError reported as ignore.Unreadable(path)."""
     try:
-        return os.stat(path)
-    except OSError as e:
-        raise ignore.Unreadable(path, e.strerror) from None
-
-
-def _fingerprint(path: str, size: int) -> tuple[str, str]:
-    try:
-        return fingerprint(path, size)
+        return fn(path, *args)
     except OSError as e:
         raise ignore.Unreadable(path, e.strerror) from None
 
@@ -85,7 +79,7 @@ class Hasher:
     def hash_files(self, paths: list[Path]) -> list[tuple[os.stat_result, str, str]]:
         """(stat, etags, sha256) for each path, in order; uncached ones hashed in parallel."""
         real = [os.path.realpath(p) for p in paths]
-        stats = [_stat(p) for p in real]
+        stats = [_reading(os.stat, p) for p in real]
         found = [self.cache.cached_hashes(p, st) if self.cache else None
                  for p, st in zip(real, stats)]
         for p, hit in zip(real, found):
@@ -96,7 +90,7 @@ class Hasher:
         todo = [i for i, hit in enumerate(found) if hit is None]
         if todo:
             with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-                hashed = pool.map(lambda i: _fingerprint(real[i], stats[i].st_size), todo)
+                hashed = pool.map(lambda i: _reading(fingerprint, real[i], stats[i].st_size), todo)
                 for i, (tags, sha) in zip(todo, hashed):
                     found[i] = (tags, sha)
                     self.fresh.append((real[i], stats[i], tags, sha))

@@ -2,10 +2,10 @@
 and a re-run transfers nothing."""
 from __future__ import annotations
 
-import hashlib
 import random
 import time
-from pathlib import Path
+
+from .applied import local_tree
 
 
 def test_copy_prefix_object_and_subpath(s3, node, compile_task):
@@ -68,11 +68,6 @@ def test_copy_gives_up_with_a_message_naming_the_mount(s3, node, compile_task):
     assert node.path("/data").read_bytes() == b"weights" * 1000
 
 
-def _sha_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in root.rglob("*") if p.is_file()}
-
-
 def test_server_stopped_in_the_middle_of_a_copy_then_back(s3, node, compile_task):
     """The server goes away while COPY is transferring 150 files and comes back 5 s later:
     the script retries and completes, every file byte-exact."""
@@ -96,7 +91,7 @@ def test_server_stopped_in_the_middle_of_a_copy_then_back(s3, node, compile_task
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert arrived < 150, "the copy finished before the server stopped: nothing was tested"
-    assert _sha_tree(node.path("/data")) == _sha_tree(data)
+    assert local_tree(node.path("/data")) == local_tree(data)
     assert out == "ran\n"
 
 

@@ -7,6 +7,7 @@ import hashlib
 import random
 import time
 
+from .applied import local_tree
 from .test_mount_cached import task as cached_task
 
 
@@ -75,9 +76,7 @@ def test_reboot_mid_copy_then_up_completes_byte_exact(s3, node, compile_task):
     assert not node.path("/root/ran").exists()
     up = node.script(script, "up", timeout=600)
     assert up.returncode == 0, up.stderr
-    got = {str(p.relative_to(node.path("/data"))): sha(p.read_bytes())
-           for p in node.path("/data").rglob("*") if p.is_file()}
-    assert got == {k: sha(v) for k, v in data.items()}
+    assert local_tree(node.path("/data")) == {k: sha(v) for k, v in data.items()}
     assert node.path("/root/ran").exists()
 
 
