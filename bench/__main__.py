@@ -11,15 +11,16 @@ from pathlib import Path
 from . import report
 from .runner import Bench, checkout, versions
 from .scenarios import SCENARIOS
-from .tools import TOOLS, BenchError
+from .tools import BY_ID, BenchError, rclone_version
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=(
-        "Time skycompile's uploads against aws s3 sync, s5cmd and rclone on a loopback "
-        "`rclone serve s3`. Run it from the repository root. See bench/README.md."))
+        "Time skycompile against the tools users would otherwise use (aws s3 sync, s5cmd, "
+        "rclone, git ls-files, python3 -c pass) on a loopback `rclone serve s3`, and check "
+        "the issue's targets. Run it from the repository root. See bench/README.md."))
     p.add_argument("--quick", action="store_true",
                    help="tiny data sets (a smoke run for CI, well under a minute)")
     p.add_argument("--runs", type=int, default=3, metavar="N",
@@ -44,22 +45,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> dict:
-    tools = TOOLS
+    tools = [BY_ID[i] for i in dict.fromkeys(i for s in args.scenarios for i in s.tools)]
     found = versions(tools)  # before anything else: a missing tool fails at once
-    found["skycompile"] += f" (checkout {checkout()})"
+    for t in tools:
+        if t.version_argv() == BY_ID["skycompile"].version_argv():
+            found[t.id] += f" (checkout {checkout()})"
     doc = {"mode": "quick" if args.quick else "full", "runs": args.runs, "warmup": 1,
            "machine": report.machine(), "load_before": os.getloadavg(),
            "tools": {t.id: {"label": t.label, "version": found[t.id]} for t in tools}}
     with Bench(args.quick) as bench:
-        doc["server"] = f"rclone serve s3 ({found['rclone']}) at {bench.server.endpoint}"
+        doc["server"] = f"rclone serve s3 ({rclone_version()}) at {bench.server.endpoint}"
         datasets = {name: bench.dataset(name) for name in dict.fromkeys(
-            s.dataset for s in args.scenarios)}
+            s.dataset for s in args.scenarios) if name}
         doc["datasets"] = {name: ds.summary() for name, ds in datasets.items()}
         doc["scenarios"] = {}
         for scenario in args.scenarios:
-            raw = bench.measure(scenario, tools, args.runs)
+            raw = bench.measure(scenario, [BY_ID[i] for i in scenario.tools], args.runs)
+            size = datasets[scenario.dataset].bytes if scenario.dataset else 0
             doc["scenarios"][scenario.name] = report.summarize(
-                scenario, raw, {t.id: t.label for t in tools}, datasets[scenario.dataset].bytes)
+                scenario, raw, {t.id: t.label for t in tools}, size)
     doc["load_after"] = os.getloadavg()  # other work on the machine skews every figure
     return doc
 

@@ -9,9 +9,6 @@ from pathlib import Path
 
 from .dataset import MiB, human
 
-REFERENCE = "skycompile"  # every ratio is skycompile's median / another tool's median
-
-
 def machine() -> dict:
     def field(path: str, name: str) -> str:
         try:
@@ -35,25 +32,40 @@ def summarize(scenario, raw: dict[str, dict], labels: dict[str, str], data_bytes
         s = {"label": labels[tool_id], "median": statistics.median(times), "min": min(times),
              "max": max(times), "times": times, "warmup": r["warmup"],
              "cpu_median": statistics.median(r["cpu"]), "cpu": r["cpu"],
+             "rss_mib_median": statistics.median(r["rss_mib"]), "rss_mib": r["rss_mib"],
              "verified": r["verified"]}
         if scenario.throughput:
             s["mib_per_s"] = data_bytes / MiB / s["median"]
         tools[tool_id] = s
-    return {"title": scenario.title, "dataset": scenario.dataset, "tools": tools,
-            "ratios": ratios(tools)}
+    found = ratios(tools, scenario.reference)
+    return {"title": scenario.title, "dataset": scenario.dataset, "reference": scenario.reference,
+            "tools": tools, "ratios": found, "goals": goals(scenario.goals, found, tools)}
 
 
-def ratios(tools: dict[str, dict]) -> dict:
-    """skycompile/OTHER for every other tool, and skycompile/fastest-other (named)."""
-    if REFERENCE not in tools:
+def ratios(tools: dict[str, dict], reference: str) -> dict:
+    """REFERENCE/OTHER for every other tool, and REFERENCE/fastest-other (named)."""
+    if reference not in tools:
         return {}
-    ref = tools[REFERENCE]["median"]
-    others = {k: v["median"] for k, v in tools.items() if k != REFERENCE}
-    out = {f"{REFERENCE}/{k}": ref / m for k, m in others.items()}
+    ref = tools[reference]["median"]
+    others = {k: v["median"] for k, v in tools.items() if k != reference}
+    out = {f"{reference}/{k}": ref / m for k, m in others.items()}
     if others:
         fastest = min(others, key=others.get)
-        out[f"{REFERENCE}/fastest-other"] = ref / others[fastest]
+        out[f"{reference}/fastest-other"] = ref / others[fastest]
         out["fastest-other"] = fastest
+    return out
+
+
+def goals(wanted, found: dict, tools: dict) -> list[dict]:
+    """Each of the issue's targets with its measured value, and whether it is met."""
+    out = []
+    for g in wanted:
+        if g.key.startswith("rss:"):
+            value = tools[g.key[4:]]["rss_mib_median"]
+        else:
+            value = found[g.key]
+        out.append({"target": g.text, "key": g.key, "value": value, "bound": g.bound,
+                    "met": value <= g.bound})
     return out
 
 
@@ -66,24 +78,52 @@ def table(doc: dict) -> str:
              f"load average (1, 5, 15 min): {load['load_before']} before, "
              f"{load['load_after']} after"]
     for name, ds in doc["datasets"].items():
+        extra = f", {ds['rules']} .gitignore rules keep {ds['kept']}" if "rules" in ds else ""
         lines.append(f"data set {name}: {ds['files']} files, {human(ds['bytes'])} in {ds['dirs']} "
                      f"directories ({human(ds['min_size'])}-{human(ds['max_size'])} each, "
-                     f"seed {ds['seed']})")
+                     f"seed {ds['seed']}{extra})")
     lines += [f"  {t['label']}: {t['version']}" for t in doc["tools"].values()]
     for name, sc in doc["scenarios"].items():
-        lines += ["", f"{name}: {sc['title']} (data set {sc['dataset']})",
-                  f"  {'tool':<28}{'median':>9}{'min':>9}{'max':>9}{'CPU':>9}{'MiB/s':>8}"
-                  f"{REFERENCE + ' ÷ tool':>20}"]
+        ref = sc["reference"]
+        on = f" (data set {sc['dataset']})" if sc["dataset"] else ""
+        lines += ["", f"{name}: {sc['title']}{on}",
+                  f"  {'tool':<34}{'median':>9}{'min':>9}{'max':>9}{'CPU':>9}{'RSS MiB':>9}"
+                  f"{'MiB/s':>8}{'ratio':>8}"]
         for tool_id, t in sc["tools"].items():
             rate = f"{t['mib_per_s']:.1f}" if "mib_per_s" in t else "-"
-            ratio = "" if tool_id == REFERENCE else f"{sc['ratios'][f'{REFERENCE}/{tool_id}']:.2f}"
-            lines.append(f"  {t['label']:<28}{t['median']:>8.2f}s{t['min']:>8.2f}s"
-                         f"{t['max']:>8.2f}s{t['cpu_median']:>8.2f}s{rate:>8}{ratio:>20}")
+            ratio = "" if tool_id == ref else f"{sc['ratios'][f'{ref}/{tool_id}']:.2f}"
+            lines.append(f"  {t['label']:<34}{t['median']:>8.2f}s{t['min']:>8.2f}s"
+                         f"{t['max']:>8.2f}s{t['cpu_median']:>8.2f}s{t['rss_mib_median']:>9.0f}"
+                         f"{rate:>8}{ratio:>8}")
         r = sc["ratios"]
         if "fastest-other" in r:
-            parts = [f"{REFERENCE} / fastest other ({sc['tools'][r['fastest-other']]['label']}) "
-                     f"= {r[f'{REFERENCE}/fastest-other']:.2f}"]
-            if f"{REFERENCE}/aws" in r:
-                parts.insert(0, f"{REFERENCE} / aws s3 sync = {r[f'{REFERENCE}/aws']:.2f}")
-            lines.append("  " + "; ".join(parts))
+            lines.append(f"  ratio = {sc['tools'][ref]['label']}'s median / the tool's; fastest "
+                         f"other: {sc['tools'][r['fastest-other']]['label']}")
+        for g in sc["goals"]:
+            lines.append(f"  target {g['target']}: {g['value']:.2f} "
+                         f"{'met' if g['met'] else 'NOT MET'}")
+    lines += scaling(doc)
     return "\n".join(lines)
+
+
+def scaling(doc: dict) -> list[str]:
+    """The scale-* scenarios as a curve: time per 1,000 files at each size."""
+    rows = []
+    for name, sc in doc["scenarios"].items():
+        if name.startswith("scale-upload-"):
+            size = name.rpartition("-")[2]
+            resync = doc["scenarios"].get(f"scale-resync-{size}")
+            files = doc["datasets"][sc["dataset"]]["files"]
+            up = sc["tools"]["skycompile"]
+            row = (f"  {files:>8} {up['median']:>9.2f}s {1000 * up['median'] / files:>9.3f}s "
+                   f"{up['rss_mib_median']:>8.0f}")
+            if resync:
+                re_ = resync["tools"]["skycompile"]
+                row += (f" {re_['median']:>9.2f}s {1000 * re_['median'] / files:>9.3f}s "
+                        f"{re_['rss_mib_median']:>8.0f}")
+            rows.append(row)
+    if not rows:
+        return []
+    return ["", "scaling (skycompile): upload and re-sync, seconds per 1,000 files, peak RSS MiB",
+            f"  {'files':>8} {'upload':>10} {'per 1k':>10} {'RSS':>8} {'re-sync':>10} "
+            f"{'per 1k':>10} {'RSS':>8}", *rows]

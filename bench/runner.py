@@ -2,8 +2,8 @@
 S3Server), the data sets, targets, timed runs and the checks of what landed in a bucket."""
 from __future__ import annotations
 
+import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -16,6 +16,8 @@ from tests.e2e.nodes import S3Server
 
 from .dataset import QUICK_SPECS, SPECS, Dataset, generate
 from .tools import ROOT, BenchError, Target, Tool
+
+LAUNCH = Path(__file__).resolve().parent / "launch.py"
 
 
 class Bench:
@@ -79,6 +81,14 @@ class Bench:
         tool.prepare(target)
         return target
 
+    def plain_target(self, tool: Tool, dataset: str) -> Target:
+        """A new private directory for a run that uploads nothing (over `dataset`, if any)."""
+        self._buckets += 1
+        home = self.work / "homes" / f"{tool.id}-{self._buckets}"
+        home.mkdir(parents=True)
+        source = self.dataset(dataset).root if dataset else home
+        return Target("", home, source, self.server.endpoint)
+
     def filled_target(self, tool: Tool, dataset: str) -> Target:
         """The tool's bucket that holds the data set: the last one a first upload filled, else
         one filled now (untimed)."""
@@ -87,7 +97,7 @@ class Bench:
             target = self.fresh_target(tool, dataset)
             self.say(f"filling a bucket for {tool.label} (untimed)")
             self.execute(tool, target)
-            self.verify(target, self.dataset(dataset))
+            self.verify(target, self.dataset(dataset), tool)
             self._filled[key] = target
         return self._filled[key]
 
@@ -101,50 +111,85 @@ class Bench:
 
     # --- running and checking --------------------------------------------------------
 
-    def execute(self, tool: Tool, target: Target) -> tuple[float, float]:
+    def execute(self, tool: Tool, target: Target) -> tuple[float, float, float]:
         """Run the tool's command once: (wall-clock seconds, CPU seconds of the tool and its
-        children, user + system). Its output goes to a log file."""
+        children (user + system), peak RSS in MiB of the largest of them). Its standard
+        output goes to target.stdout(), its standard error to a log file."""
         argv, env = tool.argv(target), {**self.env, **tool.env(target)}
-        log = target.home / f"{tool.id}.log"
-        with log.open("ab") as out:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            start = time.perf_counter()
-            proc = subprocess.run(argv, env=env, cwd=target.home, stdin=subprocess.DEVNULL,
-                                  stdout=out, stderr=subprocess.STDOUT)
-            seconds = time.perf_counter() - start
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log, result = target.home / f"{tool.id}.log", target.home / "launch.json"
+        with log.open("ab") as err, target.stdout().open("wb") as out:
+            proc = subprocess.run([sys.executable, "-S", str(LAUNCH), str(result), "--", *argv],
+                                  env=env, cwd=target.home, stdin=subprocess.DEVNULL,
+                                  stdout=out, stderr=err)
         if proc.returncode != 0:
             tail = log.read_text(errors="replace")[-3000:]
             raise BenchError(f"{tool.label} exited with {proc.returncode} "
-                             f"(bucket {target.bucket}): {' '.join(argv)}\n{tail}")
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return seconds, cpu
+                             f"(bucket {target.bucket or '-'}): {' '.join(argv)}\n{tail}")
+        got = json.loads(result.read_text())
+        return got["wall"], got["cpu"], got["rss_kib"] / 1024
 
-    def verify(self, target: Target, ds: Dataset) -> dict:
-        """The bucket must hold exactly the data set: every key, with its size."""
+    def verify(self, target: Target, ds: Dataset, tool: Tool) -> dict:
+        """The bucket must hold exactly what the tool uploads of the data set (all of it, or
+        what the ignore rules keep): every key, with its size."""
+        want = ds.uploaded_by(tool.filters)
         got = {}
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket):
             got.update((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
-        if got != ds.files:
-            missing = sorted(ds.files.keys() - got.keys())
-            extra = sorted(got.keys() - ds.files.keys())
-            wrong = sorted(k for k in ds.files.keys() & got.keys() if got[k] != ds.files[k])
+        if got != want:
+            missing = sorted(want.keys() - got.keys())
+            extra = sorted(got.keys() - want.keys())
+            wrong = sorted(k for k in want.keys() & got.keys() if got[k] != want[k])
             raise BenchError(
                 f"bucket {target.bucket} does not hold data set {ds.name}: {len(got)} objects, "
-                f"{sum(got.values())} bytes instead of {len(ds.files)} objects, {ds.bytes} bytes; "
-                f"{len(missing)} missing {missing[:3]}, {len(extra)} extra {extra[:3]}, "
-                f"{len(wrong)} of the wrong size {wrong[:3]}")
+                f"{sum(got.values())} bytes instead of {len(want)} objects, "
+                f"{sum(want.values())} bytes; {len(missing)} missing {missing[:3]}, "
+                f"{len(extra)} extra {extra[:3]}, {len(wrong)} of the wrong size {wrong[:3]}")
         return {"objects": len(got), "bytes": sum(got.values())}
+
+    def data_files_opened(self, tool: Tool, target: Target, ds: Dataset) -> set[str]:
+        """Run the tool once more under strace (untimed): the data set's files it opened,
+        its ignore-rule files and .git excepted (reading those is the scan's job)."""
+        trace = target.home / "strace.out"
+        argv = ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", str(trace),
+                *tool.argv(target)]
+        proc = subprocess.run(argv, env={**self.env, **tool.env(target)}, cwd=target.home,
+                              stdin=subprocess.DEVNULL, capture_output=True)
+        if proc.returncode != 0:
+            raise BenchError(f"{tool.label} under strace exited with {proc.returncode}: "
+                             f"{proc.stderr.decode(errors='replace')[-2000:]}")
+        root = str(ds.root) + "/"
+        opened = set()
+        for line in trace.read_text(errors="replace").splitlines():
+            start = line.find('"' + root)
+            if start < 0 or "ENOENT" in line:
+                continue
+            rel = line[start + 1 + len(root):line.index('"', start + 1)]
+            if rel in ds.files and not rel.endswith(".gitignore") and \
+                    not rel.startswith(".git/"):
+                opened.add(rel)
+        return opened
+
+    def sdk_imports(self, target: Target) -> list[str]:
+        """The cloud SDK modules skycompile imports for the task in target.home, compiled
+        again in-process (bench.probe imports, untimed)."""
+        argv = [sys.executable, "-m", "bench.probe", "imports", str(target.home / "task.yaml"),
+                "--dry-run", "-o", str(target.home / "out-probe") + "/"]
+        env = {**self.env, "PYTHONPATH": str(ROOT), "SKYCOMPILE_STATE_DIR": str(target.home / "state")}
+        proc = subprocess.run(argv, env=env, cwd=target.home, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BenchError(f"bench.probe imports exited with {proc.returncode}: "
+                             f"{proc.stderr[-2000:]}")
+        return proc.stdout.split()
 
     def measure(self, scenario, tools: list[Tool], runs: int) -> dict[str, dict]:
         """One warm-up round, then `runs` rounds; each round runs every tool once, in turn,
         so drifts of the machine hit every tool alike. Every run is checked."""
-        out = {tool.id: {"warmup": None, "times": [], "cpu": [], "verified": None}
-               for tool in tools}
+        out = {tool.id: {"warmup": None, "times": [], "cpu": [], "rss_mib": [],
+                         "verified": None} for tool in tools}
         for rnd in range(runs + 1):
             for tool in tools:
                 target = scenario.target(self, tool)
-                seconds, cpu = self.execute(tool, target)
+                seconds, cpu, rss = self.execute(tool, target)
                 verified = scenario.check(self, tool, target)
                 result = out[tool.id]
                 if rnd == 0:
@@ -152,10 +197,11 @@ class Bench:
                 else:
                     result["times"].append(seconds)
                     result["cpu"].append(cpu)
+                    result["rss_mib"].append(rss)
                 result["verified"] = verified
                 what = "warm-up" if rnd == 0 else f"run {rnd}/{runs}"
                 self.say(f"{scenario.name} {what}: {tool.label}: {seconds:.2f}s "
-                         f"({cpu:.2f}s CPU), {verified['objects']} objects verified")
+                         f"({cpu:.2f}s CPU, {rss:.0f} MiB peak RSS), verified {verified}")
         return out
 
 

@@ -20,16 +20,21 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    bucket: str
+    bucket: str  # "" when the scenario uploads nothing
     home: Path  # the tool's own directory for this bucket (task file, state DB, ...)
     source: Path  # the data set's root
     endpoint: str
+
+    def stdout(self) -> Path:
+        """Where the last run's standard output went (its log has the standard error)."""
+        return self.home / "stdout"
 
 
 class Tool:
     id = ""  # the key in the JSON
     label = ""  # what the table shows
     creates_bucket = False  # else the harness creates the bucket, untimed, before the run
+    filters = False  # applies .gitignore rules: uploads Dataset.kept, not every file
 
     def argv(self, t: Target) -> list[str]:
         raise NotImplementedError
@@ -50,6 +55,7 @@ class Skycompile(Tool):
 
     id = label = "skycompile"
     creates_bucket = True
+    filters = True
 
     def prepare(self, t: Target) -> None:
         t.home.mkdir(parents=True, exist_ok=True)
@@ -112,6 +118,12 @@ class RcloneCopy(Tool):
         return [rclone_binary(), "version"]
 
 
+def rclone_version() -> str:
+    import subprocess
+    out = subprocess.run([rclone_binary(), "version"], capture_output=True, text=True).stdout
+    return out.splitlines()[0] if out else "rclone"
+
+
 def _aws() -> list[str]:
     """AWS CLI v1 of the PyPI package `awscli`, in this interpreter."""
     if importlib.util.find_spec("awscli") is None:
@@ -132,5 +144,64 @@ def _s5cmd() -> str:
     return found
 
 
-TOOLS = [Skycompile(), AwsSync(), S5cmdSync(), RcloneCopy("rclone"),
-         RcloneCopy("rclone-t32", "--transfers", "32")]
+class SkycompileScan(Tool):
+    """What skycompile uploads from a directory (its ignore engine, `ignore.scan`), as a
+    NUL-separated list on stdout: the same work as git's listing, in a whole process."""
+
+    id, label = "skycompile-scan", "skycompile (ignore.scan)"
+    filters = True
+
+    def argv(self, t: Target) -> list[str]:
+        return [sys.executable, "-m", "bench.probe", "scan", str(t.source)]
+
+    def env(self, t: Target) -> dict[str, str]:
+        return {"PYTHONPATH": str(ROOT)}
+
+    def version_argv(self) -> list[str]:
+        return Skycompile().version_argv()
+
+
+class GitLsFiles(Tool):
+    id, label = "git", "git ls-files"
+    filters = True
+
+    def argv(self, t: Target) -> list[str]:
+        return ["git", "-C", str(t.source), "ls-files", "-z", "--cached", "--others",
+                "--exclude-standard"]
+
+    def version_argv(self) -> list[str]:
+        return ["git", "--version"]
+
+
+class SkycompileDryRun(Tool):
+    """`skycompile TASK --dry-run -o DIR/` of a task with 20 file_mounts (bench.probe's
+    task): whole process, nothing uploaded, so no cloud SDK may be imported."""
+
+    id, label = "skycompile-dry-run", "skycompile --dry-run (20 mounts)"
+
+    def argv(self, t: Target) -> list[str]:
+        return [sys.executable, "-m", "skycompile", str(t.home / "task.yaml"), "--dry-run",
+                "-o", str(t.home / "out") + "/"]
+
+    def env(self, t: Target) -> dict[str, str]:
+        return {"PYTHONPATH": str(ROOT), "SKYCOMPILE_STATE_DIR": str(t.home / "state"),
+                "SKYCOMPILE_USER": "bench"}
+
+    def version_argv(self) -> list[str]:
+        return Skycompile().version_argv()
+
+
+class PythonPass(Tool):
+    id, label = "python", "python3 -c pass"
+
+    def argv(self, t: Target) -> list[str]:
+        return [sys.executable, "-c", "pass"]
+
+    def version_argv(self) -> list[str]:
+        return [sys.executable, "--version"]
+
+
+UPLOADERS = [Skycompile(), AwsSync(), S5cmdSync(), RcloneCopy("rclone"),
+             RcloneCopy("rclone-t32", "--transfers", "32")]
+TOOLS = UPLOADERS + [SkycompileScan(), GitLsFiles(), SkycompileDryRun(), PythonPass()]
+BY_ID = {t.id: t for t in TOOLS}

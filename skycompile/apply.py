@@ -14,7 +14,6 @@ A bucket the task merely reads on the node (`source: s3://...`) is never touched
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from . import stores
 from .errors import ApplyError
@@ -22,8 +21,6 @@ from .options import Options
 from .progress import Progress
 from .state import State
 from .stores import BucketRef
-
-UPLOAD_THREADS = 32
 
 
 def apply(plans: list, opts: Options, *, state: State | None = None, out=None) -> dict:
@@ -146,23 +143,10 @@ def _sync(client, upload, plan, opts: Options, out) -> dict:
         print(f"skycompile: uploading {len(todo)} file(s), {size} bytes, to {where} "
               f"({skipped} unchanged)", file=out)
     progress = Progress(len(todo), size, upload.label, out, quiet=opts.quiet)
-    pool = ThreadPoolExecutor(max_workers=UPLOAD_THREADS)
     try:
-        futures = {pool.submit(client.put, key, e, progress.sent): e
-                   for key, e in todo}
-        for f in as_completed(futures):
-            f.result()
-            progress.file_done()
-    except BaseException:
-        # Ctrl-C or a failure: queued files never start, multipart uploads stop between
-        # parts and abort; single PUTs in flight finish or fail whole (never partial).
-        if hasattr(client, "cancelled"):
-            client.cancelled.set()
-        pool.shutdown(wait=True, cancel_futures=True)
-        progress.close()
-        raise
-    pool.shutdown()
-    elapsed = progress.close()
+        client.put_many(todo, progress.sent, progress.file_done)
+    finally:
+        elapsed = progress.close()
     if not opts.quiet:
         print(f"skycompile: uploaded {len(todo)} file(s), {size} bytes, in {elapsed:.1f}s",
               file=out)

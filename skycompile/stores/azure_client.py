@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ..errors import ApplyError
+from . import put_each
 from .azure import EMULATOR_ACCOUNT, EMULATOR_KEY, emulator_endpoint
 
 # Container metadata names must be C# identifiers: no '-'.
@@ -213,6 +214,9 @@ class AzureBucket:
         except self._errors() as e:
             raise self._fail("cannot list", e) from None
         return out
+
+    def put_many(self, items: list, progress=None, on_file=None) -> None:
+        put_each(self, items, progress, on_file)
 
     def put(self, key: str, entry, progress=None) -> None:
         """The blob's Content-MD5 is set to the file's MD5, which Azure does not compute

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import ApplyError
+from . import put_each
 
 OWNER_LABEL = ("created-by", "skycompile")
 # Files above the library's 8 MiB multipart limit go up as a resumable upload in chunks of
@@ -197,6 +198,9 @@ class GCSBucket:
         except self._errors() as e:
             raise self._fail("cannot list", e) from None
         return out
+
+    def put_many(self, items: list, progress=None, on_file=None) -> None:
+        put_each(self, items, progress, on_file)
 
     def put(self, key: str, entry, progress=None) -> None:
         """One request up to 8 MiB, else a resumable upload in CHUNKs. The object's md5Hash

@@ -11,8 +11,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 from ..errors import ApplyError
 from ..manifest import MULTIPART_THRESHOLD, PART
+from . import put_each, rclone_upload
 
 OWNER_TAG = ("created-by", "skycompile")
 DEFAULT_ATTEMPTS = 8
@@ -64,7 +67,8 @@ class S3Bucket:
         self.attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_ATTEMPTS)
         self.where = f"{self.store} bucket {self.name}" + (
             f" at {self.endpoint}" if self.endpoint else "")
-        self.client = _session(self.store).client(
+        self.session = _session(self.store)
+        self.client = self.session.client(
             "s3", endpoint_url=self.endpoint or None, region_name=self.region or None,
             config=Config(retries={"total_max_attempts": self.attempts, "mode": "adaptive"},
                           max_pool_connections=64,
@@ -84,21 +88,24 @@ class S3Bucket:
             return ApplyError(f"{what} {self.where}: cannot connect ({err}); check the "
                               f"endpoint URL and the network")
         if isinstance(err, bx.ClientError):
-            code = err.response.get("Error", {}).get("Code", "?")
-            if code in _RETRIED:
-                return ApplyError(f"{what} {self.where}: {code}: the server kept throttling "
-                                  f"or failing after {self.attempts} attempts with backoff; "
-                                  f"try again later (AWS_MAX_ATTEMPTS raises the count)")
-            hint = {"403": "check that your credentials may access it",
-                    "AccessDenied": "check that your credentials may access it",
-                    "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID",
-                    "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
-                    "PermanentRedirect": "the bucket is in another region; set the region",
-                    "301": "the bucket is in another region; set the region",
-                    "AuthorizationHeaderMalformed": "the bucket is in another region"}.get(
-                        code, "check the bucket, the region and your credentials")
-            return ApplyError(f"{what} {self.where}: {code}: {hint}")
+            return self._coded(what, err.response.get("Error", {}).get("Code", "?"))
         return ApplyError(f"{what} {self.where}: {err}")
+
+    def _coded(self, what: str, code: str) -> ApplyError:
+        """The message for the server's error `code` (S3's, or an HTTP status)."""
+        if code in _RETRIED:
+            return ApplyError(f"{what} {self.where}: {code}: the server kept throttling "
+                              f"or failing after {self.attempts} attempts with backoff; "
+                              f"try again later (AWS_MAX_ATTEMPTS raises the count)")
+        hint = {"403": "check that your credentials may access it",
+                "AccessDenied": "check that your credentials may access it",
+                "InvalidAccessKeyId": "check AWS_ACCESS_KEY_ID",
+                "SignatureDoesNotMatch": "check AWS_SECRET_ACCESS_KEY",
+                "PermanentRedirect": "the bucket is in another region; set the region",
+                "301": "the bucket is in another region; set the region",
+                "AuthorizationHeaderMalformed": "the bucket is in another region"}.get(
+                    code, "check the bucket, the region and your credentials")
+        return ApplyError(f"{what} {self.where}: {code}: {hint}")
 
     def exists(self) -> bool:
         import botocore.exceptions as bx
@@ -151,6 +158,54 @@ class S3Bucket:
         except (bx.ClientError, bx.BotoCoreError) as e:
             raise self._fail("cannot list", e) from None
         return out
+
+    def put_many(self, items: list, progress=None, on_file=None) -> None:
+        """Files up to MULTIPART_THRESHOLD through rclone (rclone_upload: Go speed, one PUT
+        each), the larger ones meanwhile through `put`, whose multipart uploads the state
+        journals."""
+        small = [(k, e) for k, e in items if e.size <= MULTIPART_THRESHOLD]
+        large = [(k, e) for k, e in items if e.size > MULTIPART_THRESHOLD]
+        if not small:
+            return put_each(self, large, progress, on_file)
+        settings = self._rclone_settings()
+        with ThreadPoolExecutor(max_workers=1) as side:
+            parts = side.submit(put_each, self, large, progress, on_file) if large else None
+            try:
+                rclone_upload.upload(small, bucket=self.name, settings=settings,
+                                     explain=self._explain, attempts=self.attempts,
+                                     progress=progress, on_file=on_file)
+            except BaseException:
+                self.cancelled.set()  # the multipart uploads stop between parts and abort
+                raise
+            if parts is not None:
+                parts.result()
+
+    def _explain(self, key: str, code: str, detail: str) -> ApplyError:
+        """The message for a file rclone could not upload: the server's error code, as the
+        SDK path words it, else rclone's own words."""
+        what = f"cannot upload {key} to" if key else "cannot upload to"
+        if code:
+            return self._coded(what, code)
+        return ApplyError(f"{what} {self.where}: {detail}")
+
+    def _rclone_settings(self) -> dict[str, str]:
+        """rclone's s3 remote for this bucket: this client's endpoint, region and the
+        credentials its SDK chain resolved (a key file's profile included)."""
+        import botocore.exceptions as bx
+        creds = self.session.get_credentials()
+        if creds is None:
+            raise self._fail("cannot upload to", bx.NoCredentialsError())
+        frozen = creds.get_frozen_credentials()
+        settings = {"type": "s3", "access_key_id": frozen.access_key,
+                    "secret_access_key": frozen.secret_key,
+                    "region": self.client.meta.region_name or "us-east-1"}
+        if frozen.token:
+            settings["session_token"] = frozen.token
+        if self.endpoint:
+            settings.update(provider="Other", endpoint=self.endpoint, force_path_style="true")
+        else:
+            settings.update(provider="AWS")
+        return settings
 
     def put(self, key: str, entry, progress=None) -> None:
         import botocore.exceptions as bx

@@ -142,13 +142,28 @@ class S3Server(Server):
                                           response_checksum_validation="when_required"))
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, str]:
-        """key -> sha256 of every object under prefix, read through the S3 API."""
+        """key -> sha256 of every object under prefix, read through the S3 API. A GET whose
+        body breaks off is read again (5 tries, 2 s apart): rclone serve s3 can briefly
+        serve a key whose file it is still renaming, after two PUTs of that key overlapped
+        (a killed client's and its re-run's). A key that never reads whole fails the test."""
+        from botocore.exceptions import ConnectionClosedError, IncompleteReadError, \
+            ResponseStreamingError
+        broken = (ConnectionClosedError, IncompleteReadError, ResponseStreamingError)
         s3 = self.client()
         out = {}
+
+        def read(key: str) -> bytes:
+            for attempt in range(5):
+                try:
+                    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                except broken:
+                    if attempt == 4:
+                        raise
+                    time.sleep(2)
+            raise AssertionError("unreachable")
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
-                out[obj["Key"]] = hashlib.sha256(body).hexdigest()
+                out[obj["Key"]] = hashlib.sha256(read(obj["Key"])).hexdigest()
         return out
 
 

@@ -150,6 +150,25 @@ def test_list_sources_single_files_symlinks_and_git(env, s3, cli):
     assert counts["uploaded"] == 0 and read == 0
 
 
+# names rclone's default encodings would rewrite (fullwidth look-alikes, %, control
+# characters) or its file list could not carry (newline, CR): every key lands as named
+ODD_NAMES = ["new\nline.txt", "cr\r", "％2F and ／ and ＼.txt", "100%.txt", "tab\there.txt",
+             " lead and trail ", "ünïcödé.txt", "#hash?query&.txt", "quote'\"`$(x).txt"]
+
+
+def test_odd_file_names_land_as_named(env, s3):
+    odd = env / "proj" / "odd"
+    odd.mkdir()
+    for name in ODD_NAMES:
+        (odd / name).write_text(name + "\n")
+    counts, _ = run_apply(s3.endpoint)
+    assert counts["uploaded"] == 31 + len(ODD_NAMES)
+    assert s3.objects(BUCKET) == {f"workdir/{k}": v for k, v in local_tree(env / "proj").items()}
+    assert {f"workdir/odd/{n}" for n in ODD_NAMES} <= set(s3.objects(BUCKET, "workdir/odd/"))
+    counts, read = run_apply(s3.endpoint)  # the keys the listing reports are the ones compared
+    assert counts["uploaded"] == 0 and read == 0
+
+
 def test_delete_flag_removes_only_what_no_local_file_matches(env, s3):
     run_apply(s3.endpoint)
     s3.client().put_object(Bucket=BUCKET, Key="workdir/stale.txt", Body=b"old")
@@ -259,9 +278,19 @@ def test_interrupted_upload_then_rerun(env, s3, sig):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the upload finished before it could be interrupted"
+    engines = children(proc.pid)  # rclone, sending the small files
+    assert engines and all("rclone" in Path(f"/proc/{c}/exe").resolve().name for c in engines)
+    for c in engines:  # the keys are in its environment, never on its command line
+        argv = Path(f"/proc/{c}/cmdline").read_bytes()
+        assert s3.env()["AWS_SECRET_ACCESS_KEY"].encode() not in argv
+        assert s3.env()["AWS_ACCESS_KEY_ID"].encode() not in argv
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == (130 if sig == signal.SIGINT else -9), err
+    deadline = time.monotonic() + 10  # rclone stops with skycompile, even after kill -9
+    while any(Path(f"/proc/{c}").exists() for c in engines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [c for c in engines if Path(f"/proc/{c}").exists()]
     assert "Traceback" not in err
     assert not (env / "boot.sh").exists()
     if sig == signal.SIGINT:
@@ -278,6 +307,19 @@ def test_interrupted_upload_then_rerun(env, s3, sig):
     # a multipart upload the killed run left open was aborted by the re-run
     assert s3.client().list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert State().journal("s3", s3.endpoint, BUCKET).orphans() == []
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc/*/stat: the field after the name)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 KILLS = int(os.environ.get("SKYCOMPILE_KILLS", "20"))
