@@ -76,9 +76,10 @@ class Hasher:
         self.fresh: list[tuple[str, os.stat_result, str, str]] = []
         self.read = 0
 
-    def hash_files(self, paths: list[Path]) -> list[tuple[os.stat_result, str, str]]:
-        """(stat, etags, sha256) for each path, in order; uncached ones hashed in parallel."""
-        real = [os.path.realpath(p) for p in paths]
+    def hash_files(self, paths: list[str]) -> list[tuple[os.stat_result, str, str]]:
+        """(stat, etags, sha256) for each path, in order; uncached ones hashed in parallel.
+        Paths are real (no symlink on the way: the cache's key), as `build` makes them."""
+        real = paths
         stats = [_reading(os.stat, p) for p in real]
         found = [self.cache.cached_hashes(p, st) if self.cache else None
                  for p, st in zip(real, stats)]
@@ -133,9 +134,13 @@ class Manifest:
         return h.hexdigest()
 
 
-def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[str]]:
+def _walk(root: Path) -> tuple[list[tuple[str, str]], list[str]]:
+    """(key, real path) of each file the rules keep; the symlinks they skip. One realpath
+    for the root: the scan follows no symlink below it (one per file took a third of a
+    10,000-file re-sync)."""
     found = ignore.scan(root)
-    return [(key, root / key) for key in found.files], list(found.symlinks)
+    real = os.path.join(found.root, "")
+    return [(key, real + key) for key in found.files], list(found.symlinks)
 
 
 def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None = None) -> Manifest:
@@ -143,7 +148,7 @@ def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None =
     each source under its own name at the prefix root; "contents" puts a directory's
     files at the root; "object" makes a single file the prefix object itself (key "")."""
     basenames = layout == "basenames"
-    pairs: list[tuple[str, Path]] = []
+    pairs: list[tuple[str, str]] = []
     links: list[str] = []
     for src in sources:
         if src.is_dir:
@@ -152,9 +157,9 @@ def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None =
             pairs += [(base + key, p) for key, p in files]
             links += [base + link for link in dir_links]
         else:
-            pairs.append((src.path.name if basenames else "", src.path))
+            pairs.append((src.path.name if basenames else "", os.path.realpath(src.path)))
     pairs.sort(key=lambda kp: kp[0])
     hashes = (hasher or Hasher()).hash_files([p for _, p in pairs])
-    entries = tuple(FileEntry(key, p, st.st_size, sha, tags)
+    entries = tuple(FileEntry(key, Path(p), st.st_size, sha, tags)
                     for (key, p), (st, tags, sha) in zip(pairs, hashes))
     return Manifest(entries, tuple(sorted(links)))
