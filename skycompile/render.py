@@ -6,6 +6,7 @@ no randomness, no machine facts.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import jinja2
@@ -65,12 +66,33 @@ def q(value: object) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """The compiled templates, kept in the state directory: compiling them is a third of a
+    dry run's time (BENCHMARKS.md). Keyed by each template's source checksum, so an edited
+    template is compiled again. A cache that cannot be read or written costs only time."""
+
+    def load_bytecode(self, bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except (OSError, ValueError, EOFError, TypeError):
+            bucket.reset()
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    from .state import state_dir
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resources.directory("templates"))),
         undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
         trim_blocks=True, lstrip_blocks=True,
+        bytecode_cache=_BytecodeCache(str(state_dir() / "templates")),
     )
     env.filters["q"] = q
     return env
