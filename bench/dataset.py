@@ -118,7 +118,9 @@ def generate(name: str, spec: Spec | TreeSpec, root: Path) -> Dataset:
         key = f"{rng.choice(dirs)}f{i:05d}.bin"
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(rng.randbytes(size))
+        with path.open("wb") as fh:
+            for start in range(0, size, 16 * MiB):  # randbytes takes at most 2**28 bytes
+                fh.write(rng.randbytes(min(16 * MiB, size - start)))
         files[key] = size
     return Dataset(name, spec, root, files)
 

@@ -43,8 +43,11 @@ class Bench:
         empty = self.work / "empty"
         empty.touch()
         # the tools see the server's keys and nothing of this machine's AWS or rclone set-up
+        # ...and Python writes its bytecode caches, as it does for a user (so the warm-up
+        # run compiles the checkout's modules once, not every run)
         self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("AWS_", "RCLONE_", "SKYCOMPILE_"))}
+                    if not k.startswith(("AWS_", "RCLONE_", "SKYCOMPILE_"))
+                    and k != "PYTHONDONTWRITEBYTECODE"}
         self.env.update(self.server.env(), AWS_DEFAULT_REGION="us-east-1",
                         AWS_CONFIG_FILE=str(empty), AWS_SHARED_CREDENTIALS_FILE=str(empty),
                         AWS_EC2_METADATA_DISABLED="true", RCLONE_CONFIG=str(empty))

@@ -174,8 +174,8 @@ class GitLsFiles(Tool):
 
 
 class SkycompileDryRun(Tool):
-    """`skycompile TASK --dry-run -o DIR/` of a task with 20 file_mounts (bench.probe's
-    task): whole process, nothing uploaded, so no cloud SDK may be imported."""
+    """`skycompile TASK --dry-run -o DIR/` of a task with 20 file_mounts (scenarios'
+    CompileDryRun.task): whole process, nothing uploaded, so no cloud SDK may be imported."""
 
     id, label = "skycompile-dry-run", "skycompile --dry-run (20 mounts)"
 
@@ -184,7 +184,8 @@ class SkycompileDryRun(Tool):
                 "-o", str(t.home / "out") + "/"]
 
     def env(self, t: Target) -> dict[str, str]:
-        return {"PYTHONPATH": str(ROOT), "SKYCOMPILE_STATE_DIR": str(t.home / "state"),
+        # one state directory for all runs, as a user has: the warm-up fills its caches
+        return {"PYTHONPATH": str(ROOT), "SKYCOMPILE_STATE_DIR": str(t.home.parent / "dry-run-state"),
                 "SKYCOMPILE_USER": "bench"}
 
     def version_argv(self) -> list[str]:
