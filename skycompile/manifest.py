@@ -81,8 +81,8 @@ class Hasher:
         Paths are real (no symlink on the way: the cache's key), as `build` makes them."""
         real = paths
         stats = [_reading(os.stat, p) for p in real]
-        found = [self.cache.cached_hashes(p, st) if self.cache else None
-                 for p, st in zip(real, stats)]
+        found = self.cache.cached_hashes_many(real, stats) if self.cache else \
+            [None] * len(real)
         for p, hit in zip(real, found):
             # a chmod leaves size, mtime and inode alone: the cache cannot vouch that the
             # upload will be able to read the file
