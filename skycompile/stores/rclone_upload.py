@@ -34,7 +34,7 @@ from ..errors import ApplyError
 # Files up to this size go through rclone in one PUT each (their ETag is their MD5, as
 # `manifest.fingerprint` predicts); larger ones through the SDK's journalled multipart path.
 CUTOFF = "64Mi"  # = manifest.MULTIPART_THRESHOLD
-# Tuned on data set A (BENCHMARKS.md, "Tuning"): 32 parallel PUTs saturate a loopback server
+# Tuned on data set A (BENCHMARKS.md, "Tuning log"): 32 parallel PUTs saturate a loopback server
 # on 2 cores; more only adds contention.
 TRANSFERS = 32
 REMOTE = "SKYCOMPILE"  # the remote defined in the child's environment
