@@ -31,9 +31,11 @@ from pathlib import Path
 
 from ..errors import ApplyError
 
-# Files up to this size go through rclone in one PUT each (their ETag is their MD5, as
-# `manifest.fingerprint` predicts); larger ones through the SDK's journalled multipart path.
-CUTOFF = "64Mi"  # = manifest.MULTIPART_THRESHOLD
+# rclone starts a multipart upload for a file of size >= its cutoff. skycompile gives it
+# files up to manifest.MULTIPART_THRESHOLD (64 MiB) only, each to be sent in one PUT (its
+# ETag is then its MD5, as `manifest.fingerprint` predicts, and a killed rclone leaves no
+# multipart upload open): so the cutoff is S3's largest single PUT, 5 GiB, far above them.
+CUTOFF = "5Gi"
 # Tuned on data set A (BENCHMARKS.md, "Tuning log"): 32 parallel PUTs saturate a loopback server
 # on 2 cores; more only adds contention.
 TRANSFERS = 32

@@ -171,6 +171,20 @@ def test_odd_file_names_land_as_named(env, s3):
     assert counts["uploaded"] == 0 and read == 0
 
 
+def test_a_file_of_exactly_the_multipart_threshold_is_one_put(env, s3, proxy):
+    """64 MiB is the largest file sent in one PUT (rclone starts a multipart upload at its
+    cutoff itself, and a killed one would leave it open): seen at the proxy, the only
+    multipart upload (a POST) is big.bin's (70 MiB), and the re-sync skips both."""
+    from skycompile.manifest import MULTIPART_THRESHOLD
+    (env / "proj" / "edge.bin").write_bytes(os.urandom(MULTIPART_THRESHOLD))
+    counts, _ = run_apply(proxy.endpoint)
+    assert counts["uploaded"] == 32
+    posts = sum(n for (method, _), n in proxy.seen.items() if method == "POST")
+    assert posts == 2  # big.bin: create and complete
+    counts, read = run_apply(proxy.endpoint)
+    assert counts["uploaded"] == 0 and read == 0
+
+
 def test_control_characters_in_names_land_as_named(env, s3):
     odd = env / "proj" / "odd"
     odd.mkdir()
