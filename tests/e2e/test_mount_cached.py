@@ -131,6 +131,23 @@ def test_killed_rclone_pending_uploads_resume_from_the_cache(s3, node, compile_t
         f"k{i}.txt": hashlib.sha256(f"kept {i}\n".encode()).hexdigest() for i in (1, 2, 3)}
 
 
+def test_drain_sends_files_held_by_write_back_at_once_in_batches(s3, node, compile_task):
+    """Files waiting out a 1-hour --vfs-write-back are sent as soon as drain starts. They are
+    expedited EXPEDITE_BATCH (500) per rclone call: 1,201 files take three calls, and each
+    batch must be whole (a file left waiting would hold drain until its timeout)."""
+    s3.bucket("results")
+    [script] = compile_task(task("true", drain_timeout="150s", write_back="1h"))
+    assert "readonly EXPEDITE_BATCH=500" in script
+    assert node.script(script, "up", "--no-run").returncode == 0
+    node.sh("mkdir /out/d && cd /out/d && for i in $(seq 1201); do echo $i > f$i; done",
+            check=True, timeout=300)
+    time.sleep(2)
+    assert s3.objects("results") == {}  # held back
+    drained = node.script(script, "drain", timeout=300)
+    assert drained.returncode == 0, drained.stderr
+    assert len(s3.objects("results", "d/")) == 1201
+
+
 def test_persistent_upload_errors_end_drain_before_its_timeout(s3, node, compile_task):
     """rclone retries a failing upload forever and its erroredFiles stays 0: drain must see
     the retries (vfs/queue tries) and give up long before a 10-minute timeout, naming the

@@ -127,6 +127,9 @@ readonly CACHE_DIR="/var/cache/skycompile/$SLUG"
 # rclone retries a failing upload forever; after this many tries drain calls it failed.
 readonly DRAIN_MAX_TRIES=5
 readonly DRAIN_REPORT_EVERY=5
+# Queue ids per rc call that expedites uploads: its JSON stays far below the 128 KiB a
+# single command-line argument may have.
+readonly EXPEDITE_BATCH=500
 
 # --- helpers ---
 log() { say info "$*"; }
@@ -702,6 +705,7 @@ drain_one() {
 #   at DRAIN_MAX_TRIES that failed again during this drain makes it give up.
 scan_queue() {
   local sock=$1 id tries uploading expiry name
+  local -a now=()
   while IFS=$'\t' read -r id tries uploading expiry name; do
     [[ -n ${first_tries[$id]:-} ]] || first_tries[$id]=$tries
     if ((tries >= DRAIN_MAX_TRIES && tries > first_tries[$id])); then
@@ -709,16 +713,32 @@ scan_queue() {
     fi
     if ((uploading)); then continue; fi
     if ((tries == 0 && expiry > 1)); then
-      expedite "$sock" "$id"
+      now+=("$id")
     elif ((tries > 0)) && [[ -z ${retried[$id]:-} ]]; then
       retried[$id]=1
-      expedite "$sock" "$id"
+      now+=("$id")
     fi
   done < <(queue_rows "$sock")
+  expedite "$sock" "${now[@]}"
 }
 
+# Makes the queued uploads with ids $2... eligible now. One rclone process per EXPEDITE_BATCH
+# ids (rc's job/batch), not one per file: with thousands of files queued, a process each
+# took longer than the uploads. Best effort: an upload that started meanwhile stays as it is.
 expedite() {
-  rc_call "$1" vfs/queue-set-expiry "id=$2" expiry=-1000000000 >/dev/null 2>&1 || true
+  local sock=$1 id json="" n=0
+  shift
+  for id in "$@"; do
+    json+="${json:+,}{\"_path\":\"vfs/queue-set-expiry\",\"id\":$id,\"expiry\":-1000000000}"
+    n=$((n + 1))
+    if ((n == EXPEDITE_BATCH)); then
+      rc_call "$sock" job/batch --json "{\"inputs\":[$json]}" >/dev/null 2>&1 || true
+      json="" n=0
+    fi
+  done
+  if ((n > 0)); then
+    rc_call "$sock" job/batch --json "{\"inputs\":[$json]}" >/dev/null 2>&1 || true
+  fi
 }
 
 drain_failed() {
