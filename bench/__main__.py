@@ -19,8 +19,8 @@ DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=(
         "Time skycompile against the tools users would otherwise use (aws s3 sync, s5cmd, "
-        "rclone, git ls-files, python3 -c pass) on a loopback `rclone serve s3`, and check "
-        "the issue's targets. Run it from the repository root. See bench/README.md."))
+        "rclone, git ls-files, python3 -c pass, cp, rclone cat) on a loopback `rclone serve "
+        "s3`, in throwaway nodes for the scripts' scenarios, and check the issue's targets. Run it from the repository root. See bench/README.md."))
     p.add_argument("--quick", action="store_true",
                    help="tiny data sets (a smoke run for CI, well under a minute)")
     p.add_argument("--runs", type=int, default=3, metavar="N",

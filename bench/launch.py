@@ -1,6 +1,6 @@
 """python -S bench/launch.py RESULT -- ARGV...: run ARGV (its environment, directory and
-standard streams are this process's) and write its wall-clock seconds, CPU seconds and
-peak RSS as JSON to RESULT; exit with its exit code.
+standard streams are this process's) and write its wall-clock seconds, the time it ended,
+CPU seconds and peak RSS as JSON to RESULT; exit with its exit code.
 
 Why a launcher: Linux's peak RSS of a process includes what it had before exec, so a child
 forked straight from the benchmark (a large Python process) would report the benchmark's
@@ -25,9 +25,10 @@ def main() -> int:
         return 127
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - start
+    end = time.time()  # the epoch second it ended, to set against a server's file times
     code = os.waitstatus_to_exitcode(status)
     with open(result, "w") as fh:
-        json.dump({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+        json.dump({"wall": wall, "end": end, "cpu": usage.ru_utime + usage.ru_stime,
                    "rss_kib": usage.ru_maxrss, "code": code}, fh)
     return code if code >= 0 else 128 - code
 

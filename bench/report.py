@@ -34,20 +34,29 @@ def summarize(scenario, raw: dict[str, dict], labels: dict[str, str], data_bytes
              "cpu_median": statistics.median(r["cpu"]), "cpu": r["cpu"],
              "rss_mib_median": statistics.median(r["rss_mib"]), "rss_mib": r["rss_mib"],
              "verified": r["verified"]}
-        if scenario.throughput:
+        if scenario.throughput and tool_id in (scenario.reference, *rivals(scenario)):
             s["mib_per_s"] = data_bytes / MiB / s["median"]
+        s["figures"] = {name: {"median": statistics.median(v), "min": min(v), "max": max(v),
+                               "values": v} for name, v in r["figures"].items()}
         tools[tool_id] = s
-    found = ratios(tools, scenario.reference)
+    found = ratios(tools, scenario.reference, rivals(scenario))
     return {"title": scenario.title, "dataset": scenario.dataset, "reference": scenario.reference,
             "tools": tools, "ratios": found, "goals": goals(scenario.goals, found, tools)}
 
 
-def ratios(tools: dict[str, dict], reference: str) -> dict:
-    """REFERENCE/OTHER for every other tool, and REFERENCE/fastest-other (named)."""
+def rivals(scenario) -> tuple[str, ...]:
+    """The tools the reference is compared with: the scenario's rivals, else all others."""
+    if scenario.rivals is not None:
+        return scenario.rivals
+    return tuple(t for t in scenario.tools if t != scenario.reference)
+
+
+def ratios(tools: dict[str, dict], reference: str, rival_ids: tuple[str, ...]) -> dict:
+    """REFERENCE/RIVAL for every rival, and REFERENCE/fastest-other (named)."""
     if reference not in tools:
         return {}
     ref = tools[reference]["median"]
-    others = {k: v["median"] for k, v in tools.items() if k != reference}
+    others = {k: tools[k]["median"] for k in rival_ids if k in tools}
     out = {f"{reference}/{k}": ref / m for k, m in others.items()}
     if others:
         fastest = min(others, key=others.get)
@@ -62,8 +71,14 @@ def goals(wanted, found: dict, tools: dict) -> list[dict]:
     for g in wanted:
         if g.key.startswith("rss:"):
             value = tools[g.key[4:]]["rss_mib_median"]
-        else:
+        elif g.key.startswith("figure:"):
+            _, tool, name = g.key.split(":")
+            value = tools[tool]["figures"][name]["median"]
+        elif g.key in found:
             value = found[g.key]
+        else:  # TOOL/TOOL: a ratio of two medians
+            a, b = g.key.split("/")
+            value = tools[a]["median"] / tools[b]["median"]
         out.append({"target": g.text, "key": g.key, "value": value, "bound": g.bound,
                     "met": value <= g.bound})
     return out
@@ -91,10 +106,14 @@ def table(doc: dict) -> str:
                   f"{'MiB/s':>8}{'ratio':>8}"]
         for tool_id, t in sc["tools"].items():
             rate = f"{t['mib_per_s']:.1f}" if "mib_per_s" in t else "-"
-            ratio = "" if tool_id == ref else f"{sc['ratios'][f'{ref}/{tool_id}']:.2f}"
+            key = f"{ref}/{tool_id}"
+            ratio = f"{sc['ratios'][key]:.2f}" if key in sc["ratios"] else ""
             lines.append(f"  {t['label']:<34}{t['median']:>8.2f}s{t['min']:>8.2f}s"
                          f"{t['max']:>8.2f}s{t['cpu_median']:>8.2f}s{t['rss_mib_median']:>9.0f}"
                          f"{rate:>8}{ratio:>8}")
+            for fig, f in t.get("figures", {}).items():
+                lines.append(f"    {fig}: median {f['median']:.2f}, min {f['min']:.2f}, "
+                             f"max {f['max']:.2f}")
         r = sc["ratios"]
         if "fastest-other" in r:
             lines.append(f"  ratio = {sc['tools'][ref]['label']}'s median / the tool's; fastest "

@@ -12,10 +12,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.e2e.nodes import S3Server
+from tests.e2e.nodes import Node, S3Server, preflight
 
 from .dataset import QUICK_SPECS, SPECS, Dataset, generate
-from .tools import ROOT, BenchError, Target, Tool
+from .tools import BY_ID, NODE_EMPTY, NODE_SCRIPT, ROOT, BenchError, Target, Tool
 
 LAUNCH = Path(__file__).resolve().parent / "launch.py"
 
@@ -30,6 +30,8 @@ class Bench:
         self._datasets: dict[str, Dataset] = {}
         self._filled: dict[tuple[str, str], Target] = {}
         self._buckets = 0
+        self._nodes: list[Node] = []
+        self._node_buckets: set[str] = set()  # made by node_target, dropped by release
 
     def __enter__(self) -> "Bench":
         with ExitStack() as stack:
@@ -54,7 +56,11 @@ class Bench:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._cleanup.close()
+        try:
+            for node in self._nodes:
+                node.stop()
+        finally:
+            self._cleanup.close()
 
     def say(self, text: str) -> None:
         print(f"bench: {text}", file=self.progress, flush=True)
@@ -103,6 +109,106 @@ class Bench:
             self.verify(target, self.dataset(dataset), tool)
             self._filled[key] = target
         return self._filled[key]
+
+    def source_bucket(self, dataset: str) -> str:
+        """A bucket holding the data set, for nodes to fetch or mount: filled once (untimed)
+        by rclone --transfers 32 and checked. Not one an upload scenario may replace."""
+        key = ("nodes", dataset)
+        if key not in self._filled:
+            tool = BY_ID["rclone-t32"]
+            target = self.fresh_target(tool, dataset)
+            self.say(f"filling a bucket with data set {dataset} for the nodes (untimed)")
+            self.execute(tool, target)
+            self.verify(target, self.dataset(dataset), tool)
+            self._filled[key] = target
+        return self._filled[key].bucket
+
+    def node_target(self, tool: Tool, dataset: str, bucket: str = "") -> Target:
+        """A fresh, started node (stopped by release, or at the end) for a run over `bucket`;
+        with bucket "" a new empty bucket is made."""
+        if not bucket:
+            self._buckets += 1
+            bucket = f"bench-{tool.id}-{self._buckets}"
+            self.s3.create_bucket(Bucket=bucket)
+            self._node_buckets.add(bucket)
+        self._buckets += 1
+        home = self.work / "homes" / f"{tool.id}-{self._buckets}"
+        home.mkdir(parents=True)
+        return Target(bucket, home, self.dataset(dataset).root, self.server.endpoint,
+                      self.node(f"{tool.id}-{self._buckets}"))
+
+    def node(self, name: str) -> Node:
+        """A throwaway machine (tests/e2e/nodes.py) whose ambient credentials are the
+        server's keys and which sees nothing of this machine's AWS or rclone set-up."""
+        if not self._nodes:
+            try:
+                preflight()
+            except BaseException as e:  # pytest's Failed: what a node needs is missing
+                raise BenchError(f"the node scenarios cannot run here: {e}") from None
+        env = {**self.server.env(), "AWS_DEFAULT_REGION": "us-east-1",
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": NODE_EMPTY,
+               "AWS_SHARED_CREDENTIALS_FILE": NODE_EMPTY}
+        (self.work / "nodes").mkdir(exist_ok=True)
+        node = Node(name, self.work / "nodes", env=env)
+        self._nodes.append(node)
+        node.start()
+        node.put(NODE_EMPTY, "")
+        return node
+
+    def release(self, target: Target) -> None:
+        """Stop the target's node (its disk is memory) and drop a bucket made for it."""
+        if target.node is not None:
+            target.node.stop()
+            self._nodes.remove(target.node)
+        if target.bucket in self._node_buckets:
+            self._node_buckets.discard(target.bucket)
+            shutil.rmtree(self.server.root / target.bucket, ignore_errors=True)
+        shutil.rmtree(target.home, ignore_errors=True)
+
+    def compile(self, task: dict, target: Target) -> str:
+        """The node script skycompile (this checkout) compiles from `task` with --dry-run
+        against the server (untimed), put on the target's node as NODE_SCRIPT."""
+        path = target.home / "task.yaml"
+        path.write_text(json.dumps(task))  # a JSON document is YAML
+        argv = [sys.executable, "-m", "skycompile", str(path), "--dry-run", "-o",
+                str(target.home / "out") + "/", "--endpoint-url", self.server.endpoint]
+        env = {**self.env, "PYTHONPATH": str(ROOT), "SKYCOMPILE_USER": "bench",
+               "SKYCOMPILE_STATE_DIR": str(target.home / "state")}
+        proc = subprocess.run(argv, env=env, cwd=target.home, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BenchError(f"skycompile could not compile {path}: {proc.stderr[-2000:]}")
+        script = (target.home / "out" / "node-0.sh").read_text()
+        target.node.put(NODE_SCRIPT, script, 0o755)
+        return script
+
+    def in_node(self, target: Target, *argv: str) -> None:
+        """Run argv in the target's node (untimed set-up); its failure is the bench's."""
+        res = target.node.run(*argv, timeout=3600)
+        if res.returncode != 0:
+            raise BenchError(f"in node {target.node.name}: {' '.join(argv)} exited "
+                             f"{res.returncode}: {res.stderr[-2000:]}")
+
+    def ended(self, target: Target) -> float:
+        """When the target's last timed run ended (epoch seconds, bench/launch.py's)."""
+        return json.loads((target.home / "launch.json").read_text())["end"]
+
+    def verify_tree(self, where: Path, ds: Dataset) -> dict:
+        """The directory (a node's, seen from here) must hold exactly the data set's files,
+        each with its size."""
+        got = {}
+        for dirpath, _, names in os.walk(where):
+            rel = os.path.relpath(dirpath, where)
+            for name in names:
+                key = name if rel == "." else f"{rel}/{name}"
+                got[key] = os.lstat(os.path.join(dirpath, name)).st_size
+        if got != ds.files:
+            missing = sorted(ds.files.keys() - got.keys())
+            extra = sorted(got.keys() - ds.files.keys())
+            wrong = sorted(k for k in ds.files.keys() & got.keys() if got[k] != ds.files[k])
+            raise BenchError(f"{where} does not hold data set {ds.name}: {len(got)} files; "
+                             f"{len(missing)} missing {missing[:3]}, {len(extra)} extra "
+                             f"{extra[:3]}, {len(wrong)} of the wrong size {wrong[:3]}")
+        return {"files": len(got), "bytes": sum(got.values())}
 
     def keep_filled(self, tool: Tool, dataset: str, target: Target) -> None:
         """Remember target as the tool's filled bucket, dropping the previous one (disk)."""
@@ -186,9 +292,10 @@ class Bench:
 
     def measure(self, scenario, tools: list[Tool], runs: int) -> dict[str, dict]:
         """One warm-up round, then `runs` rounds; each round runs every tool once, in turn,
-        so drifts of the machine hit every tool alike. Every run is checked."""
+        so drifts of the machine hit every tool alike. Every run is checked; what a check
+        measured (its float values, e.g. a drain's lag) is kept per timed run as figures."""
         out = {tool.id: {"warmup": None, "times": [], "cpu": [], "rss_mib": [],
-                         "verified": None} for tool in tools}
+                         "verified": None, "figures": {}} for tool in tools}
         for rnd in range(runs + 1):
             for tool in tools:
                 target = scenario.target(self, tool)
@@ -201,6 +308,9 @@ class Bench:
                     result["times"].append(seconds)
                     result["cpu"].append(cpu)
                     result["rss_mib"].append(rss)
+                    for name, value in verified.items():  # measured by the check (seconds)
+                        if isinstance(value, float):
+                            result["figures"].setdefault(name, []).append(value)
                 result["verified"] = verified
                 what = "warm-up" if rnd == 0 else f"run {rnd}/{runs}"
                 self.say(f"{scenario.name} {what}: {tool.label}: {seconds:.2f}s "

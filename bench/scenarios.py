@@ -5,18 +5,22 @@ scenario by subclassing Scenario and listing it in SCENARIOS."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 from .runner import Bench
-from .tools import UPLOADERS, BenchError, Target, Tool
+from .tools import (NODE_CACHED, NODE_COPY, NODE_MOUNT, NODE_SCRATCH, NODE_SRC, UPLOADERS,
+                    BenchError, Target, Tool)
 
 UPLOADER_IDS = tuple(t.id for t in UPLOADERS)
 
 
 @dataclass(frozen=True)
 class Goal:
-    """A target from the issue: `key` is a ratio of the scenario ("skycompile/aws"), or
-    "rss:TOOL" (the tool's median peak RSS in MiB); met when value <= bound."""
+    """A target from the issue, met when value <= bound. `key` is a ratio: of the reference
+    and a rival ("skycompile/aws", "skycompile/fastest-other") or of any two tools' medians
+    ("A/B"); or "rss:TOOL" (the tool's median peak RSS in MiB); or "figure:TOOL:NAME" (the
+    median of a figure the scenario's check measured after each of the tool's runs)."""
 
     text: str
     key: str
@@ -28,8 +32,9 @@ class Scenario:
     title = ""
     dataset = "A"
     tools: tuple[str, ...] = UPLOADER_IDS
-    reference = "skycompile"  # every ratio is this tool's median / another tool's median
-    throughput = False  # the run moves the whole data set: report MiB/s
+    reference = "skycompile"  # every ratio is this tool's median / a rival's median
+    rivals: tuple[str, ...] | None = None  # the tools compared with it; None: all others
+    throughput = False  # the reference's and rivals' runs move the data set: report MiB/s
     goals: tuple[Goal, ...] = ()
 
     def target(self, bench: Bench, tool: Tool) -> Target:
@@ -153,6 +158,136 @@ class CompileDryRun(Scenario):
         return {"scripts": 1, "sdk_modules_imported": 0}
 
 
+class NodeCopy(Scenario):
+    """Each run in a fresh node. The script's node is kept for the next tool of the round,
+    the re-run of `up` on the node it provisioned."""
+
+    name = "node-copy"
+    title = "a node fetching the data set from its bucket (COPY), and the script's re-run"
+    dataset = "A"
+    tools = ("script-copy", "script-copy-rerun", "aws-node", "s5cmd-node", "rclone-node")
+    reference = "script-copy"
+    rivals = ("aws-node", "s5cmd-node", "rclone-node")
+    throughput = True
+    goals = (Goal("≤ 1.1 × the fastest of aws, s5cmd and rclone (their defaults)",
+                  "script-copy/fastest-other", 1.1),
+             Goal("re-run on the provisioned node ≤ 0.1 × the first run",
+                  "script-copy-rerun/script-copy", 0.1))
+
+    def __init__(self):
+        self._provisioned: Target | None = None
+
+    def target(self, bench: Bench, tool: Tool) -> Target:
+        if tool.id == "script-copy-rerun":
+            if self._provisioned is None:
+                raise BenchError("node-copy: no node provisioned by the script to re-run on")
+            return self._provisioned
+        t = bench.node_target(tool, self.dataset, bench.source_bucket(self.dataset))
+        if tool.id == "script-copy":
+            bench.compile({"name": "bench-copy", "file_mounts": {
+                NODE_COPY: {"source": f"s3://{t.bucket}", "mode": "COPY"}}}, t)
+        return t
+
+    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
+        verified = bench.verify_tree(target.node.path(NODE_COPY), bench.dataset(self.dataset))
+        if tool.id == "script-copy":
+            self._provisioned = target
+        else:
+            self._provisioned = None if tool.id == "script-copy-rerun" else self._provisioned
+            bench.release(target)
+        return verified
+
+
+class CachedWriteDrain(Scenario):
+    """The data set is bound read-only into each node at NODE_SRC. cached-write runs in a
+    node whose script mounted a new, empty bucket (`up --no-run`, untimed); script-drain
+    runs next in that same node. The drain's lag: from the last object landing (the
+    newest ctime among the server's files of the bucket: rclone serve s3 writes each object
+    to a file) to drain's exit."""
+
+    name = "node-cached-write-drain"
+    title = "write the data set through a MOUNT_CACHED mount (cp -r), then drain"
+    dataset = "A"
+    tools = ("cached-write", "local-write", "script-drain")
+    reference = "cached-write"
+    rivals = ("local-write",)
+    throughput = True
+    goals = (Goal("writes ≥ 0.8 × the speed of local disk (time ≤ 1.25 ×)",
+                  "cached-write/local-write", 1.25),
+             Goal("drain returns ≤ 2 s after the last object lands (seconds)",
+                  "figure:script-drain:drain_lag_s", 2.0))
+
+    def __init__(self):
+        self._written: Target | None = None
+
+    def target(self, bench: Bench, tool: Tool) -> Target:
+        if tool.id == "script-drain":
+            if self._written is None:
+                raise BenchError("node-cached-write-drain: nothing written to drain")
+            return self._written
+        t = bench.node_target(tool, self.dataset)  # a new, empty bucket
+        t.node.bind(t.source, NODE_SRC)
+        if tool.id == "cached-write":
+            bench.compile({"name": "bench-cached", "file_mounts": {
+                NODE_CACHED: {"source": f"s3://{t.bucket}", "mode": "MOUNT_CACHED"}}}, t)
+            bench.in_node(t, "bash", "/root/boot.sh", "up", "--no-run")
+        return t
+
+    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
+        ds = bench.dataset(self.dataset)
+        if tool.id == "local-write":
+            verified = bench.verify_tree(target.node.path(NODE_SCRATCH), ds)
+        elif tool.id == "cached-write":
+            verified = bench.verify_tree(target.node.path(NODE_CACHED), ds)
+            self._written = target
+            return verified
+        else:
+            verified = bench.verify(target, ds, tool)
+            verified["drain_lag_s"] = bench.ended(target) - last_landed(bench, target)
+            self._written = None
+        bench.release(target)
+        return verified
+
+
+def last_landed(bench: Bench, target: Target) -> float:
+    """When the newest object of the bucket landed on the server: the newest ctime of its
+    files (a file's ctime changes with its data, its rename and its time stamps)."""
+    newest = 0.0
+    for dirpath, _, names in os.walk(bench.server.root / target.bucket):
+        for name in names:
+            newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_ctime)
+    return newest
+
+
+class MountRead(Scenario):
+    """Each run in a fresh node; for mount-read, the script mounted the bucket that holds
+    the data set (`up --no-run`, untimed), so the timed run is the reading alone."""
+
+    name = "node-mount-read"
+    title = "read the data set sequentially through a MOUNT mount vs rclone cat"
+    dataset = "B"
+    tools = ("mount-read", "rclone-cat")
+    reference = "mount-read"
+    throughput = True
+    goals = (Goal("≥ 0.8 × rclone cat's speed (time ≤ 1.25 ×)", "mount-read/rclone-cat", 1.25),)
+
+    def target(self, bench: Bench, tool: Tool) -> Target:
+        t = bench.node_target(tool, self.dataset, bench.source_bucket(self.dataset))
+        if tool.id == "mount-read":
+            bench.compile({"name": "bench-mount", "file_mounts": {
+                NODE_MOUNT: {"source": f"s3://{t.bucket}", "mode": "MOUNT"}}}, t)
+            bench.in_node(t, "bash", "/root/boot.sh", "up", "--no-run")
+        return t
+
+    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
+        read = int(target.stdout().read_text().split()[0])  # wc -c of everything read
+        want = bench.dataset(self.dataset).bytes
+        bench.release(target)
+        if read != want:
+            raise BenchError(f"{tool.label} read {read} bytes, not the data set's {want}")
+        return {"bytes": read}
+
+
 UPLOAD_GOALS = (Goal("≤ 0.5 × aws s3 sync", "skycompile/aws", 0.5),
                 Goal("≤ 1.2 × the fastest of s5cmd and rclone", "skycompile/fastest-other", 1.2))
 RESYNC_GOALS = (Goal("≤ 0.2 × aws s3 sync's no-op, no file read", "skycompile/aws", 0.2),)
@@ -166,6 +301,9 @@ SCENARIOS: list[Scenario] = [
                    goals=RESYNC_GOALS),
     IgnoreFilter(),
     CompileDryRun(),
+    NodeCopy(),
+    CachedWriteDrain(),
+    MountRead(),
     *[s for size in SCALING for s in (
         UploadFirst(f"scale-upload-{size[1:]}", size, tools=("skycompile",),
                     goals=(Goal("peak RSS < 300 MiB", "rss:skycompile", 300.0),)

@@ -8,8 +8,9 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from tests.e2e.nodes import rclone_binary
+from tests.e2e.nodes import Node, rclone_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,6 +25,7 @@ class Target:
     home: Path  # the tool's own directory for this bucket (task file, state DB, ...)
     source: Path  # the data set's root
     endpoint: str
+    node: Node | None = None  # the throwaway machine a node tool runs in
 
     def stdout(self) -> Path:
         """Where the last run's standard output went (its log has the standard error)."""
@@ -202,7 +204,83 @@ class PythonPass(Tool):
         return [sys.executable, "--version"]
 
 
+# --- in a node ---------------------------------------------------------------------------
+
+# Where the node scenarios put things inside a node (fresh paths: a node's / is a
+# copy-on-write view of this machine's).
+NODE_SRC = "/bench/src"  # the data set, bound read-only from the host
+NODE_COPY = "/bench/copy"  # COPY destination
+NODE_SCRATCH = "/bench/scratch"  # plain local directory
+NODE_CACHED = "/bench/cached"  # MOUNT_CACHED mount point
+NODE_MOUNT = "/bench/in"  # MOUNT mount point
+NODE_EMPTY = "/etc/skycompile-bench-empty"  # an empty config file (Bench.node writes it)
+NODE_SCRIPT = "/root/boot.sh"  # the generated script, put there by the scenario
+
+
+class NodeTool(Tool):
+    """A command run as root in the target's throwaway node (tests/e2e/nodes.py's Node), with
+    the server's keys as the node's ambient credentials (Bench.node) and `env` added. `like`
+    is the host tool whose version is reported."""
+
+    def __init__(self, id: str, label: str, inner: Callable[[Target], list[str]], like: Tool,
+                 env: dict[str, str] | None = None):
+        self.id, self.label, self.inner, self.like = id, label, inner, like
+        self.node_env = env or {}
+
+    def argv(self, t: Target) -> list[str]:
+        if t.node is None:
+            raise BenchError(f"{self.label}: the target has no node")
+        return t.node.command(self.inner(t), self.node_env)
+
+    def version_argv(self) -> list[str]:
+        return self.like.version_argv()
+
+
+class Coreutils(Tool):
+    id, label = "cp", "cp (coreutils)"
+
+    def version_argv(self) -> list[str]:
+        return ["cp", "--version"]
+
+
+def _script(*args: str) -> Callable[[Target], list[str]]:
+    return lambda t: ["bash", NODE_SCRIPT, *args]
+
+
+RCLONE_NODE_ENV = {"RCLONE_CONFIG": NODE_EMPTY, "RCLONE_CONFIG_BENCH_TYPE": "s3",
+                   "RCLONE_CONFIG_BENCH_PROVIDER": "Rclone", "RCLONE_CONFIG_BENCH_ENV_AUTH": "true"}
+
+
+def _rclone_env(t: Target) -> list[str]:
+    return ["env", f"RCLONE_CONFIG_BENCH_ENDPOINT={t.endpoint}"]
+
+
+NODE_TOOLS = [
+    NodeTool("script-copy", "skycompile's script: up (COPY)", _script("up"), Skycompile()),
+    NodeTool("script-copy-rerun", "the same script: up again", _script("up"), Skycompile()),
+    NodeTool("aws-node", "aws s3 sync (in a node)", lambda t: [
+        *_aws(), "s3", "sync", f"s3://{t.bucket}/", NODE_COPY + "/", "--endpoint-url",
+        t.endpoint, "--only-show-errors"], AwsSync()),
+    NodeTool("s5cmd-node", "s5cmd sync (in a node)", lambda t: [
+        _s5cmd(), "--endpoint-url", t.endpoint, "--log", "error", "sync", f"s3://{t.bucket}/*",
+        NODE_COPY + "/"], S5cmdSync()),
+    NodeTool("rclone-node", "rclone copy (in a node)", lambda t: [
+        *_rclone_env(t), "rclone", "copy", f"bench:{t.bucket}", NODE_COPY],
+        RcloneCopy("rclone"), RCLONE_NODE_ENV),
+    NodeTool("local-write", "cp -r to the node's disk", lambda t: [
+        "cp", "-r", NODE_SRC + "/.", NODE_SCRATCH + "/"], Coreutils()),
+    NodeTool("cached-write", "cp -r into the MOUNT_CACHED mount", lambda t: [
+        "cp", "-r", NODE_SRC + "/.", NODE_CACHED + "/"], Coreutils()),
+    NodeTool("script-drain", "skycompile's script: drain", _script("drain"), Skycompile()),
+    NodeTool("mount-read", "cat through the MOUNT mount", lambda t: [
+        "bash", "-c", f"cat {NODE_MOUNT}/* | wc -c"], Coreutils()),
+    NodeTool("rclone-cat", "rclone cat (in a node)", lambda t: [
+        *_rclone_env(t), "bash", "-c", 'rclone cat "bench:$0" | wc -c', t.bucket],
+        RcloneCopy("rclone"), RCLONE_NODE_ENV),
+]
+
 UPLOADERS = [Skycompile(), AwsSync(), S5cmdSync(), RcloneCopy("rclone"),
              RcloneCopy("rclone-t32", "--transfers", "32")]
-TOOLS = UPLOADERS + [SkycompileScan(), GitLsFiles(), SkycompileDryRun(), PythonPass()]
+TOOLS = UPLOADERS + [SkycompileScan(), GitLsFiles(), SkycompileDryRun(), PythonPass(),
+                     *NODE_TOOLS]
 BY_ID = {t.id: t for t in TOOLS}

@@ -1,6 +1,7 @@
 """Smoke run of the benchmark harness (`python -m bench --quick`): every scenario times each
 of its tools, every check ran (buckets hold the data set, the ignore lists equal git's, the
-re-sync opened no data file, the dry run imported no SDK), and every target has a value."""
+re-sync opened no data file, the dry run imported no SDK, the nodes hold what they fetched,
+the drain's lag was measured), and every target has a value."""
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ def test_quick_bench(tmp_path):
     doc = json.loads(out.read_text())
     names = {s.name for s in SCENARIOS}
     assert {"upload-first", "resync-nochange", "upload-first-B", "resync-nochange-C",
-            "ignore-filter", "compile", "scale-upload-100k", "scale-resync-100k"} <= names
+            "ignore-filter", "compile", "node-copy", "node-cached-write-drain",
+            "node-mount-read", "scale-upload-100k", "scale-resync-100k"} <= names
     assert set(doc["scenarios"]) == names
     assert set(doc["datasets"]) == {"A", "B", "C", "S1k", "S10k", "S100k"}
     for ds in doc["datasets"].values():
@@ -50,4 +52,12 @@ def test_quick_bench(tmp_path):
         doc["datasets"]["C"]["kept"]
     assert doc["scenarios"]["compile"]["tools"]["skycompile-dry-run"]["verified"][
         "sdk_modules_imported"] == 0
+    a, b = doc["datasets"]["A"], doc["datasets"]["B"]
+    for tool, result in doc["scenarios"]["node-copy"]["tools"].items():
+        assert result["verified"] == {"files": a["files"], "bytes": a["bytes"]}, tool
+    drain = doc["scenarios"]["node-cached-write-drain"]["tools"]["script-drain"]
+    assert drain["verified"]["objects"] == a["files"]
+    assert len(drain["figures"]["drain_lag_s"]["values"]) == 1
+    for tool, result in doc["scenarios"]["node-mount-read"]["tools"].items():
+        assert result["verified"] == {"bytes": b["bytes"]}, tool
     assert "scaling (skycompile)" in res.stdout

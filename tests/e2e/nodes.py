@@ -310,6 +310,7 @@ class Node:
     root: str = "/"  # the overlay's read-only lower layer: the host's / or another root tree
     proc: subprocess.Popen | None = None
     pid: int = 0
+    inner_root: str = ""  # the chroot's path in the node's mount namespace (under its /tmp)
 
     def start(self) -> "Node":
         self.proc = subprocess.Popen(
@@ -320,6 +321,7 @@ class Node:
         line = self.proc.stdout.readline().strip()
         if not line:
             raise RuntimeError(f"node {self.name} did not start: {self.proc.wait()}")
+        self.inner_root = line
         self.pid = self._sleeper()
         if self.rclone:
             self.put("/usr/local/bin/rclone", Path(rclone_binary()).read_bytes(), 0o755)
@@ -349,6 +351,17 @@ class Node:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data.encode() if isinstance(data, str) else data)
         target.chmod(mode)
+
+    def bind(self, host_dir: Path, p: str) -> None:
+        """Show the host's directory read-only at p in the node: its data stays the host's
+        (no copy in the node's memory). Done from the namespace's own root, where the host's
+        paths still resolve."""
+        self.path(p).mkdir(parents=True, exist_ok=True)
+        inside = f"{self.inner_root}/{p.lstrip('/')}"
+        for argv in (["mount", "--bind", str(host_dir), inside],
+                     ["mount", "-o", "remount,bind,ro", inside]):
+            subprocess.run(["nsenter", f"--target={self.pid}", "--mount", *argv], check=True,
+                           capture_output=True, stdin=subprocess.DEVNULL)
 
     def run(self, *argv: str, env: dict | None = None, timeout: float = 300,
             check: bool = False, stdin: str | None = None) -> subprocess.CompletedProcess:
