@@ -112,10 +112,13 @@ class Bench:
 
     def source_bucket(self, dataset: str) -> str:
         """A bucket holding the data set, for nodes to fetch or mount: filled once (untimed)
-        by rclone --transfers 32 and checked. Not one an upload scenario may replace."""
+        and checked. Not one an upload scenario may replace. Filled by s5cmd, which keeps no
+        modification time in object metadata: rclone serve s3 lists such an object with the
+        time it was written, as S3 lists every object (it lists the metadata's time when
+        there is one, while its GET answers the write time; S3 itself has no such split)."""
         key = ("nodes", dataset)
         if key not in self._filled:
-            tool = BY_ID["rclone-t32"]
+            tool = BY_ID["s5cmd"]
             target = self.fresh_target(tool, dataset)
             self.say(f"filling a bucket with data set {dataset} for the nodes (untimed)")
             self.execute(tool, target)

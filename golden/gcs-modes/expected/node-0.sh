@@ -102,6 +102,10 @@ readonly RETRY_MAX_DELAY=30
 # One-shot rclone commands leave the retrying to retry(): rclone's own (10 low-level tries,
 # each with the S3 SDK's 3) would take minutes to give up on an unreachable bucket.
 readonly -a RCLONE_ONE_SHOT=(--retries 1 --low-level-retries 1)
+# Copies compare each file's size and the bucket's own modification time, which its listing
+# carries (rclone's default, the time it keeps in object metadata, costs S3 a HEAD request
+# per object), and give each file that time: a re-run of a copied bucket is one listing.
+readonly -a RCLONE_FETCH=(--use-server-modtime --modify-window 1s)
 readonly CONF_DIR="/etc/skycompile/$SLUG"
 readonly RCLONE_CONF="$CONF_DIR/rclone.conf"
 readonly STATE_DIR="/var/lib/skycompile/$SLUG"
@@ -426,13 +430,13 @@ copy_all() {
   done
 }
 
-# rclone copy skips files whose size and time already match, so a re-run transfers nothing;
-# it never deletes anything at the destination.
+# rclone copy skips files whose size and time already match (RCLONE_FETCH), so a re-run
+# transfers nothing; it never deletes anything at the destination.
 copy_one() {
   local i=$1
   local src="${M_REMOTE[i]}:${M_PATH[i]}" dest=${DEST[i]} kind=${M_OBJECT[i]}
-  local -a args=("${RCLONE_ONE_SHOT[@]}" --transfers "${M_TRANSFERS[i]}" --checkers "${M_TRANSFERS[i]}"
-    --stats 30s --stats-one-line --stats-log-level NOTICE)
+  local -a args=("${RCLONE_ONE_SHOT[@]}" "${RCLONE_FETCH[@]}" --transfers "${M_TRANSFERS[i]}"
+    --checkers "${M_TRANSFERS[i]}" --stats 30s --stats-one-line --stats-log-level NOTICE)
   if mountpoint -q -- "$dest"; then
     die "${M_LABEL[i]} ($dest) is a mount point of something else; COPY will not write into it. Unmount it or pick another destination"
   fi

@@ -82,6 +82,10 @@ readonly RETRY_MAX_DELAY=30
 # One-shot rclone commands leave the retrying to retry(): rclone's own (10 low-level tries,
 # each with the S3 SDK's 3) would take minutes to give up on an unreachable bucket.
 readonly -a RCLONE_ONE_SHOT=(--retries 1 --low-level-retries 1)
+# Copies compare each file's size and the bucket's own modification time, which its listing
+# carries (rclone's default, the time it keeps in object metadata, costs S3 a HEAD request
+# per object), and give each file that time: a re-run of a copied bucket is one listing.
+readonly -a RCLONE_FETCH=(--use-server-modtime --modify-window 1s)
 readonly CONF_DIR="/etc/skycompile/$SLUG"
 readonly RCLONE_CONF="$CONF_DIR/rclone.conf"
 readonly STATE_DIR="/var/lib/skycompile/$SLUG"
@@ -364,7 +368,7 @@ sync_workdir() {
   fi
   make_dir "$WORKDIR"
   log "copying the workdir from $src to $WORKDIR"
-  retry rclone copy "${RCLONE_ONE_SHOT[@]}" --transfers 16 --checkers 16 --stats 30s --stats-one-line --stats-log-level NOTICE \
+  retry rclone copy "${RCLONE_ONE_SHOT[@]}" "${RCLONE_FETCH[@]}" --transfers 16 --checkers 16 --stats 30s --stats-one-line --stats-log-level NOTICE \
     -- "$src" "$WORKDIR" ||
     die "copying the workdir from $src failed: check that the bucket exists and this node's credentials can read it"
   give_tree "$WORKDIR"
