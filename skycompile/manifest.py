@@ -28,6 +28,7 @@ _CHUNK = 1 << 20
 MULTIPART_THRESHOLD = 64 * 2**20
 PART = 64 * 2**20
 HASH_THREADS = min(8, os.cpu_count() or 1)
+HASH_BATCH = 1024  # hashings queued at once: a future each
 
 
 def fingerprint(path: str | Path, size: int) -> tuple[str, str]:
@@ -65,6 +66,14 @@ def _reading(fn, path: str, *args):
         raise ignore.Unreadable(path, e.strerror) from None
 
 
+Stamp = tuple[int, int, int]  # (size, mtime_ns, inode): what the hash cache keys a file by
+
+
+def stamp(path: str) -> Stamp:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 class Hasher:
     """Content hashes of local files. `cache` (a `state.State`, or None) answers for files
     unchanged since they were hashed; new hashes are kept in `fresh` until `save()`, so a
@@ -73,17 +82,18 @@ class Hasher:
 
     def __init__(self, cache=None):
         self.cache = cache
-        self.fresh: list[tuple[str, os.stat_result, str, str]] = []
+        self.fresh: list[tuple[str, Stamp, str, str]] = []
         self.read = 0
 
-    def hash_files(self, paths: list[str]) -> list[tuple[os.stat_result, str, str]]:
-        """(stat, etags, sha256) for each path, in order; uncached ones hashed in parallel.
-        Paths are real (no symlink on the way: the cache's key), as `build` makes them."""
-        real = paths
-        stats = [_reading(os.stat, p) for p in real]
-        found = self.cache.cached_hashes_many(real, stats) if self.cache else \
-            [None] * len(real)
-        for p, hit in zip(real, found):
+    def hash_files(self, paths: list[str]) -> list[tuple[int, str, str]]:
+        """(size, etags, sha256) for each path, in order; uncached ones hashed in parallel.
+        Paths are real (no symlink on the way: the cache's key), as `build` makes them.
+        Per file only a Stamp is kept, not an os.stat_result (100,000 of those held 60 MiB),
+        and at most HASH_BATCH hashings are queued at a time (a future each)."""
+        stamps = [_reading(stamp, p) for p in paths]
+        found = self.cache.cached_hashes_many(paths, stamps) if self.cache else \
+            [None] * len(paths)
+        for p, hit in zip(paths, found):
             # a chmod leaves size, mtime and inode alone: the cache cannot vouch that the
             # upload will be able to read the file
             if hit is not None and not os.access(p, os.R_OK):
@@ -91,12 +101,15 @@ class Hasher:
         todo = [i for i, hit in enumerate(found) if hit is None]
         if todo:
             with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-                hashed = pool.map(lambda i: _reading(fingerprint, real[i], stats[i].st_size), todo)
-                for i, (tags, sha) in zip(todo, hashed):
-                    found[i] = (tags, sha)
-                    self.fresh.append((real[i], stats[i], tags, sha))
+                for start in range(0, len(todo), HASH_BATCH):
+                    batch = todo[start:start + HASH_BATCH]
+                    hashed = pool.map(lambda i: _reading(fingerprint, paths[i], stamps[i][0]),
+                                      batch)
+                    for i, (tags, sha) in zip(batch, hashed):
+                        found[i] = (tags, sha)
+                        self.fresh.append((paths[i], stamps[i], tags, sha))
             self.read += len(todo)
-        return [(st, tags, sha) for st, (tags, sha) in zip(stats, found)]
+        return [(st[0], tags, sha) for st, (tags, sha) in zip(stamps, found)]
 
     def save(self) -> None:
         if self.cache is not None and self.fresh:
@@ -104,10 +117,10 @@ class Hasher:
         self.fresh = []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     key: str  # object key relative to the upload prefix, '/'-separated
-    path: Path
+    path: str  # real path on this machine
     size: int
     sha256: str
     etags: str  # see `fingerprint`
@@ -160,6 +173,6 @@ def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None =
             pairs.append((src.path.name if basenames else "", os.path.realpath(src.path)))
     pairs.sort(key=lambda kp: kp[0])
     hashes = (hasher or Hasher()).hash_files([p for _, p in pairs])
-    entries = tuple(FileEntry(key, Path(p), st.st_size, sha, tags)
-                    for (key, p), (st, tags, sha) in zip(pairs, hashes))
+    entries = tuple(FileEntry(key, p, size, sha, tags)
+                    for (key, p), (size, tags, sha) in zip(pairs, hashes))
     return Manifest(entries, tuple(sorted(links)))

@@ -174,40 +174,40 @@ class State:
         return Journal(self, (store, endpoint, bucket))
 
     # --- hash cache ---
-    def cached_hashes(self, path: str, st: os.stat_result) -> tuple[str, str] | None:
-        """(etags, sha256) of `path` if it is unchanged since they were computed."""
+    def cached_hashes(self, path: str, stamp: tuple[int, int, int]) -> tuple[str, str] | None:
+        """(etags, sha256) of `path` if its stamp (size, mtime_ns, inode: manifest.Stamp)
+        is unchanged since they were computed."""
         if not self.exists:
             return None
         row = self.db.execute("SELECT size, mtime_ns, inode, etags, sha256 FROM hashes "
                               "WHERE path=?", (path,)).fetchone()
-        if row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
+        if row and row[:3] == stamp:
             return row[3], row[4]
         return None
 
-    def cached_hashes_many(self, paths: list[str], stats: list[os.stat_result]
+    def cached_hashes_many(self, paths: list[str], stamps: list[tuple[int, int, int]]
                            ) -> list[tuple[str, str] | None]:
         """`cached_hashes` of each path: for many, one range query over their common
         directory instead of one query each (100,000 lookups took 1.5 s one by one)."""
         if not self.exists or len(paths) < 64:
-            return [self.cached_hashes(p, st) for p, st in zip(paths, stats)]
+            return [self.cached_hashes(p, st) for p, st in zip(paths, stamps)]
         low = os.path.join(os.path.commonpath(paths), "")  # ends with "/"
         high = low[:-1] + "0"  # "0" follows "/": every path under low sorts before it
         rows = {row[0]: row[1:] for row in self.db.execute(
             "SELECT path, size, mtime_ns, inode, etags, sha256 FROM hashes "
             "WHERE path >= ? AND path < ?", (low, high))}
         out = []
-        for path, st in zip(paths, stats):
+        for path, st in zip(paths, stamps):
             row = rows.get(path)
-            hit = row and row[:3] == (st.st_size, st.st_mtime_ns, st.st_ino)
+            hit = row and row[:3] == st
             out.append((row[3], row[4]) if hit else None)
         return out
 
-    def store_hashes(self, rows: list[tuple[str, os.stat_result, str, str]]) -> None:
+    def store_hashes(self, rows: list[tuple[str, tuple[int, int, int], str, str]]) -> None:
         with self.transaction():
             self.db.executemany(
                 "INSERT OR REPLACE INTO hashes VALUES (?,?,?,?,?,?)",
-                [(p, st.st_size, st.st_mtime_ns, st.st_ino, tags, sha)
-                 for p, st, tags, sha in rows])
+                ((p, *st, tags, sha) for p, st, tags, sha in rows))
 
 
 def _wal(db: sqlite3.Connection, wait: float = 30.0) -> None:

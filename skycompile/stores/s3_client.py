@@ -246,7 +246,7 @@ class S3Bucket:
         except (bx.ClientError, bx.BotoCoreError, OSError) as e:
             raise self._fail(f"cannot upload {key} to", e) from None
 
-    def _multipart(self, key: str, path: Path, size: int, sha256: str, progress) -> None:
+    def _multipart(self, key: str, path: str, size: int, sha256: str, progress) -> None:
         """Parts of PART bytes (the ETag `manifest.fingerprint` predicts); aborted on any
         failure or cancellation, so no partial object and no open upload is left."""
         upload = self.client.create_multipart_upload(Bucket=self.name, Key=key,

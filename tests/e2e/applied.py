@@ -50,7 +50,7 @@ def local_tree(root: Path) -> dict[str, str]:
 def entry(path: Path, etags: str = "") -> FileEntry:
     """The manifest entry of one file (etags overridden to fake a changed file)."""
     tags, sha = fingerprint(path, path.stat().st_size)
-    return FileEntry(path.name, path, path.stat().st_size, sha, etags or tags)
+    return FileEntry(path.name, str(path), path.stat().st_size, sha, etags or tags)
 
 
 def cancelled_and_changed_uploads_leave_nothing(client, tmp_path: Path, changed: str) -> None:
