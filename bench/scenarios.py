@@ -158,9 +158,44 @@ class CompileDryRun(Scenario):
         return {"scripts": 1, "sdk_modules_imported": 0}
 
 
-class NodeCopy(Scenario):
-    """Each run in a fresh node. The script's node is kept for the next tool of the round,
-    the re-run of `up` on the node it provisioned."""
+class NodeScenario(Scenario):
+    """Each run in a fresh node (Bench.node_target), stopped once its run is checked; except
+    that a tool named in `continues` (follower: leader) runs next in the node its leader's
+    run of the same round left, stopped after the follower's check."""
+
+    continues: dict[str, str] = {}
+    throughput = True
+
+    def __init__(self):
+        self._kept: dict[str, Target] = {}
+
+    def target(self, bench: Bench, tool: Tool) -> Target:
+        leader = self.continues.get(tool.id)
+        if leader is None:
+            return self.fresh(bench, tool)
+        if leader not in self._kept:
+            raise BenchError(f"{self.name}: no node left by {leader} for {tool.label}")
+        return self._kept.pop(leader)
+
+    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
+        verified = self.verify(bench, tool, target)
+        if tool.id in self.continues.values():
+            self._kept[tool.id] = target
+        else:
+            bench.release(target)
+        return verified
+
+    def fresh(self, bench: Bench, tool: Tool) -> Target:
+        """A new node (and what the tool needs in it, untimed)."""
+        raise NotImplementedError
+
+    def verify(self, bench: Bench, tool: Tool, target: Target) -> dict:
+        """Raise BenchError when the outcome is wrong; else return what was verified."""
+        raise NotImplementedError
+
+
+class NodeCopy(NodeScenario):
+    """script-copy-rerun runs `up` again in the node script-copy provisioned."""
 
     name = "node-copy"
     title = "a node fetching the data set from its bucket (COPY), and the script's re-run"
@@ -168,37 +203,24 @@ class NodeCopy(Scenario):
     tools = ("script-copy", "script-copy-rerun", "aws-node", "s5cmd-node", "rclone-node")
     reference = "script-copy"
     rivals = ("aws-node", "s5cmd-node", "rclone-node")
-    throughput = True
+    continues = {"script-copy-rerun": "script-copy"}
     goals = (Goal("≤ 1.1 × the fastest of aws, s5cmd and rclone (their defaults)",
                   "script-copy/fastest-other", 1.1),
              Goal("re-run on the provisioned node ≤ 0.1 × the first run",
                   "script-copy-rerun/script-copy", 0.1))
 
-    def __init__(self):
-        self._provisioned: Target | None = None
-
-    def target(self, bench: Bench, tool: Tool) -> Target:
-        if tool.id == "script-copy-rerun":
-            if self._provisioned is None:
-                raise BenchError("node-copy: no node provisioned by the script to re-run on")
-            return self._provisioned
+    def fresh(self, bench: Bench, tool: Tool) -> Target:
         t = bench.node_target(tool, self.dataset, bench.source_bucket(self.dataset))
         if tool.id == "script-copy":
             bench.compile({"name": "bench-copy", "file_mounts": {
                 NODE_COPY: {"source": f"s3://{t.bucket}", "mode": "COPY"}}}, t)
         return t
 
-    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
-        verified = bench.verify_tree(target.node.path(NODE_COPY), bench.dataset(self.dataset))
-        if tool.id == "script-copy":
-            self._provisioned = target
-        else:
-            self._provisioned = None if tool.id == "script-copy-rerun" else self._provisioned
-            bench.release(target)
-        return verified
+    def verify(self, bench: Bench, tool: Tool, target: Target) -> dict:
+        return bench.verify_tree(target.node.path(NODE_COPY), bench.dataset(self.dataset))
 
 
-class CachedWriteDrain(Scenario):
+class CachedWriteDrain(NodeScenario):
     """The data set is bound read-only into each node at NODE_SRC. cached-write runs in a
     node whose script mounted a new, empty bucket (`up --no-run`, untimed); script-drain
     runs next in that same node. The drain's lag: from the last object landing (the
@@ -211,20 +233,13 @@ class CachedWriteDrain(Scenario):
     tools = ("cached-write", "local-write", "script-drain")
     reference = "cached-write"
     rivals = ("local-write",)
-    throughput = True
+    continues = {"script-drain": "cached-write"}
     goals = (Goal("writes ≥ 0.8 × the speed of local disk (time ≤ 1.25 ×)",
                   "cached-write/local-write", 1.25),
              Goal("drain returns ≤ 2 s after the last object lands (seconds)",
                   "figure:script-drain:drain_lag_s", 2.0))
 
-    def __init__(self):
-        self._written: Target | None = None
-
-    def target(self, bench: Bench, tool: Tool) -> Target:
-        if tool.id == "script-drain":
-            if self._written is None:
-                raise BenchError("node-cached-write-drain: nothing written to drain")
-            return self._written
+    def fresh(self, bench: Bench, tool: Tool) -> Target:
         t = bench.node_target(tool, self.dataset)  # a new, empty bucket
         t.node.bind(t.source, NODE_SRC)
         if tool.id == "cached-write":
@@ -233,19 +248,14 @@ class CachedWriteDrain(Scenario):
             bench.in_node(t, "bash", "/root/boot.sh", "up", "--no-run")
         return t
 
-    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
+    def verify(self, bench: Bench, tool: Tool, target: Target) -> dict:
         ds = bench.dataset(self.dataset)
         if tool.id == "local-write":
-            verified = bench.verify_tree(target.node.path(NODE_SCRATCH), ds)
-        elif tool.id == "cached-write":
-            verified = bench.verify_tree(target.node.path(NODE_CACHED), ds)
-            self._written = target
-            return verified
-        else:
-            verified = bench.verify(target, ds, tool)
-            verified["drain_lag_s"] = bench.ended(target) - last_landed(bench, target)
-            self._written = None
-        bench.release(target)
+            return bench.verify_tree(target.node.path(NODE_SCRATCH), ds)
+        if tool.id == "cached-write":
+            return bench.verify_tree(target.node.path(NODE_CACHED), ds)
+        verified = bench.verify(target, ds, tool)
+        verified["drain_lag_s"] = bench.ended(target) - last_landed(bench, target)
         return verified
 
 
@@ -259,19 +269,18 @@ def last_landed(bench: Bench, target: Target) -> float:
     return newest
 
 
-class MountRead(Scenario):
-    """Each run in a fresh node; for mount-read, the script mounted the bucket that holds
-    the data set (`up --no-run`, untimed), so the timed run is the reading alone."""
+class MountRead(NodeScenario):
+    """For mount-read, the script mounted the bucket that holds the data set (`up
+    --no-run`, untimed), so the timed run is the reading alone."""
 
     name = "node-mount-read"
     title = "read the data set sequentially through a MOUNT mount vs rclone cat"
     dataset = "B"
     tools = ("mount-read", "rclone-cat")
     reference = "mount-read"
-    throughput = True
     goals = (Goal("≥ 0.8 × rclone cat's speed (time ≤ 1.25 ×)", "mount-read/rclone-cat", 1.25),)
 
-    def target(self, bench: Bench, tool: Tool) -> Target:
+    def fresh(self, bench: Bench, tool: Tool) -> Target:
         t = bench.node_target(tool, self.dataset, bench.source_bucket(self.dataset))
         if tool.id == "mount-read":
             bench.compile({"name": "bench-mount", "file_mounts": {
@@ -279,10 +288,9 @@ class MountRead(Scenario):
             bench.in_node(t, "bash", "/root/boot.sh", "up", "--no-run")
         return t
 
-    def check(self, bench: Bench, tool: Tool, target: Target) -> dict:
+    def verify(self, bench: Bench, tool: Tool, target: Target) -> dict:
         read = int(target.stdout().read_text().split()[0])  # wc -c of everything read
         want = bench.dataset(self.dataset).bytes
-        bench.release(target)
         if read != want:
             raise BenchError(f"{tool.label} read {read} bytes, not the data set's {want}")
         return {"bytes": read}
