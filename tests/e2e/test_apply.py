@@ -624,3 +624,32 @@ def test_oci_through_its_s3_compatibility_api(env, s3, cli, monkeypatch):
     res = cli("storage", "delete", "sc-oci-data", "--yes")
     assert res.code == 0, res.err
     assert s3.client().list_buckets()["Buckets"] == []
+
+
+def test_a_large_listing_is_split_by_directory_and_misses_nothing(monkeypatch, moto):
+    """Over 1,000 keys, S3Bucket.listing lists again split by directory: Delimiter listings
+    down the single-child chain data/only/, then its branches in parallel. The result is
+    the plain listing's: the object named like the prefix and the files at every level
+    in, the prefix's neighbours ("data.csv", "data-x/") out. AWS-exact server (moto)."""
+    from skycompile.stores.s3_client import S3Bucket
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "moto")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "moto")
+    raw = moto.client()
+    raw.create_bucket(Bucket="big")
+    keys = ["data", "data.csv", "data-x/f", "data/top.txt", "data/only/mid.txt",
+            *[f"data/only/b{i % 7}/s{i % 3}/f{i:04}" for i in range(1200)]]
+    for key in keys:
+        raw.put_object(Bucket="big", Key=key, Body=key.encode())
+    bucket = S3Bucket("s3", "big", moto.endpoint, "us-east-1")
+    asked = []
+    real = bucket.client.list_objects_v2
+    monkeypatch.setattr(bucket.client, "list_objects_v2",
+                        lambda **kw: asked.append(kw.get("Delimiter", "")) or real(**kw))
+    got = bucket.listing("data")
+    want = {k: (len(k.encode()), hashlib.md5(k.encode()).hexdigest()) for k in keys
+            if k == "data" or k.startswith("data/")}
+    assert got == want
+    assert asked.count("/") == 3  # "data", "data/", "data/only/": then 7 branches in parallel
+    assert len(asked) == 1 + 3 + 7  # the first page only tells that there are more
+    assert bucket.listing("") == {k: (len(k.encode()), hashlib.md5(k.encode()).hexdigest())
+                                  for k in keys}
