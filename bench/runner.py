@@ -156,6 +156,11 @@ class Bench:
         self._nodes.append(node)
         node.start()
         node.put(NODE_EMPTY, "")
+        # the interpreter the tools run with (aws, s5cmd's package), when its directory is
+        # not in the node's view: a venv under /tmp (as .ci/run's) is hidden by its fresh /tmp
+        for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+            if not node.path(prefix).exists():
+                node.bind(Path(prefix), prefix)
         return node
 
     def release(self, target: Target) -> None:
