@@ -638,19 +638,15 @@ scan_queue() {
 # ids (rc's job/batch), not one per file: with thousands of files queued, a process each
 # took longer than the uploads. Best effort: an upload that started meanwhile stays as it is.
 expedite() {
-  local sock=$1 id json="" n=0
+  local sock=$1 id json start
   shift
-  for id in "$@"; do
-    json+="${json:+,}{\"_path\":\"vfs/queue-set-expiry\",\"id\":$id,\"expiry\":-1000000000}"
-    n=$((n + 1))
-    if ((n == EXPEDITE_BATCH)); then
-      rc_call "$sock" job/batch --json "{\"inputs\":[$json]}" >/dev/null 2>&1 || true
-      json="" n=0
-    fi
-  done
-  if ((n > 0)); then
+  for ((start = 1; start <= $#; start += EXPEDITE_BATCH)); do
+    json=""
+    for id in "${@:start:EXPEDITE_BATCH}"; do
+      json+="${json:+,}{\"_path\":\"vfs/queue-set-expiry\",\"id\":$id,\"expiry\":-1000000000}"
+    done
     rc_call "$sock" job/batch --json "{\"inputs\":[$json]}" >/dev/null 2>&1 || true
-  fi
+  done
 }
 
 drain_failed() {
