@@ -210,12 +210,8 @@ class Bench:
                 key = name if rel == "." else f"{rel}/{name}"
                 got[key] = os.lstat(os.path.join(dirpath, name)).st_size
         if got != ds.files:
-            missing = sorted(ds.files.keys() - got.keys())
-            extra = sorted(got.keys() - ds.files.keys())
-            wrong = sorted(k for k in ds.files.keys() & got.keys() if got[k] != ds.files[k])
             raise BenchError(f"{where} does not hold data set {ds.name}: {len(got)} files; "
-                             f"{len(missing)} missing {missing[:3]}, {len(extra)} extra "
-                             f"{extra[:3]}, {len(wrong)} of the wrong size {wrong[:3]}")
+                             f"{_differences(got, ds.files)}")
         return {"files": len(got), "bytes": sum(got.values())}
 
     def keep_filled(self, tool: Tool, dataset: str, target: Target) -> None:
@@ -253,14 +249,10 @@ class Bench:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=target.bucket):
             got.update((obj["Key"], obj["Size"]) for obj in page.get("Contents", []))
         if got != want:
-            missing = sorted(want.keys() - got.keys())
-            extra = sorted(got.keys() - want.keys())
-            wrong = sorted(k for k in want.keys() & got.keys() if got[k] != want[k])
             raise BenchError(
                 f"bucket {target.bucket} does not hold data set {ds.name}: {len(got)} objects, "
                 f"{sum(got.values())} bytes instead of {len(want)} objects, "
-                f"{sum(want.values())} bytes; {len(missing)} missing {missing[:3]}, "
-                f"{len(extra)} extra {extra[:3]}, {len(wrong)} of the wrong size {wrong[:3]}")
+                f"{sum(want.values())} bytes; {_differences(got, want)}")
         return {"objects": len(got), "bytes": sum(got.values())}
 
     def data_files_opened(self, tool: Tool, target: Target, ds: Dataset) -> set[str]:
@@ -324,6 +316,15 @@ class Bench:
                 self.say(f"{scenario.name} {what}: {tool.label}: {seconds:.2f}s "
                          f"({cpu:.2f}s CPU, {rss:.0f} MiB peak RSS), verified {verified}")
         return out
+
+
+def _differences(got: dict[str, int], want: dict[str, int]) -> str:
+    """What differs between two {name: size} maps, for a message (a few of each)."""
+    missing = sorted(want.keys() - got.keys())
+    extra = sorted(got.keys() - want.keys())
+    wrong = sorted(k for k in want.keys() & got.keys() if got[k] != want[k])
+    return (f"{len(missing)} missing {missing[:3]}, {len(extra)} extra {extra[:3]}, "
+            f"{len(wrong)} of the wrong size {wrong[:3]}")
 
 
 def versions(tools: list[Tool]) -> dict[str, str]:

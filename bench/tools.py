@@ -219,18 +219,18 @@ NODE_SCRIPT = "/root/boot.sh"  # the generated script, put there by the scenario
 
 class NodeTool(Tool):
     """A command run as root in the target's throwaway node (tests/e2e/nodes.py's Node), with
-    the server's keys as the node's ambient credentials (Bench.node) and `env` added. `like`
-    is the host tool whose version is reported."""
+    the server's keys as the node's ambient credentials (Bench.node) and `node_env(target)`
+    added. `like` is the host tool whose version is reported."""
 
     def __init__(self, id: str, label: str, inner: Callable[[Target], list[str]], like: Tool,
-                 env: dict[str, str] | None = None):
+                 node_env: Callable[[Target], dict[str, str]] = lambda t: {}):
         self.id, self.label, self.inner, self.like = id, label, inner, like
-        self.node_env = env or {}
+        self.node_env = node_env
 
     def argv(self, t: Target) -> list[str]:
         if t.node is None:
             raise BenchError(f"{self.label}: the target has no node")
-        return t.node.command(self.inner(t), self.node_env)
+        return t.node.command(self.inner(t), self.node_env(t))
 
     def version_argv(self) -> list[str]:
         return self.like.version_argv()
@@ -247,12 +247,12 @@ def _script(*args: str) -> Callable[[Target], list[str]]:
     return lambda t: ["bash", NODE_SCRIPT, *args]
 
 
-RCLONE_NODE_ENV = {"RCLONE_CONFIG": NODE_EMPTY, "RCLONE_CONFIG_BENCH_TYPE": "s3",
-                   "RCLONE_CONFIG_BENCH_PROVIDER": "Rclone", "RCLONE_CONFIG_BENCH_ENV_AUTH": "true"}
+RCLONE = RcloneCopy("rclone")
 
 
-def _rclone_env(t: Target) -> list[str]:
-    return ["env", f"RCLONE_CONFIG_BENCH_ENDPOINT={t.endpoint}"]
+def rclone_node_env(t: Target) -> dict[str, str]:
+    """The host rclone's remote, and an empty config instead of the node's."""
+    return {**RCLONE.env(t), "RCLONE_CONFIG": NODE_EMPTY}
 
 
 NODE_TOOLS = [
@@ -265,8 +265,7 @@ NODE_TOOLS = [
         _s5cmd(), "--endpoint-url", t.endpoint, "--log", "error", "sync", f"s3://{t.bucket}/*",
         NODE_COPY + "/"], S5cmdSync()),
     NodeTool("rclone-node", "rclone copy (in a node)", lambda t: [
-        *_rclone_env(t), "rclone", "copy", f"bench:{t.bucket}", NODE_COPY],
-        RcloneCopy("rclone"), RCLONE_NODE_ENV),
+        "rclone", "copy", f"bench:{t.bucket}", NODE_COPY], RCLONE, rclone_node_env),
     NodeTool("local-write", "cp -r to the node's disk", lambda t: [
         "cp", "-r", NODE_SRC + "/.", NODE_SCRATCH + "/"], Coreutils()),
     NodeTool("cached-write", "cp -r into the MOUNT_CACHED mount", lambda t: [
@@ -275,11 +274,10 @@ NODE_TOOLS = [
     NodeTool("mount-read", "cat through the MOUNT mount", lambda t: [
         "bash", "-c", f"cat {NODE_MOUNT}/* | wc -c"], Coreutils()),
     NodeTool("rclone-cat", "rclone cat (in a node)", lambda t: [
-        *_rclone_env(t), "bash", "-c", 'rclone cat "bench:$0" | wc -c', t.bucket],
-        RcloneCopy("rclone"), RCLONE_NODE_ENV),
+        "bash", "-c", 'rclone cat "bench:$0" | wc -c', t.bucket], RCLONE, rclone_node_env),
 ]
 
-UPLOADERS = [Skycompile(), AwsSync(), S5cmdSync(), RcloneCopy("rclone"),
+UPLOADERS = [Skycompile(), AwsSync(), S5cmdSync(), RCLONE,
              RcloneCopy("rclone-t32", "--transfers", "32")]
 TOOLS = UPLOADERS + [SkycompileScan(), GitLsFiles(), SkycompileDryRun(), PythonPass(),
                      *NODE_TOOLS]

@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import ApplyError
 from ..manifest import MULTIPART_THRESHOLD, PART
-
-# Parallel listings of a large bucket's directories (S3Bucket.listing): on the bench's
-# loopback server the pages of 10,000 objects took 0.45 s one after another.
-LIST_THREADS = 8
 from . import put_each, rclone_upload
+
+# Directories of a large listing listed at once (S3Bucket.listing): each page waits for the
+# previous one's token, so a distant server's round trips add up (BENCHMARKS.md).
+LIST_THREADS = 8
 
 OWNER_TAG = ("created-by", "skycompile")
 DEFAULT_ATTEMPTS = 8
