@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import ipaddress
+import json
 import os
-import re
 import shlex
-import sqlite3
 import sys
 from pathlib import Path
 
-from . import __version__, output, storage, validate
+from . import __version__, api, output, storage, userdata
 from .compiler import apply_plans, compile_file
 from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
@@ -19,7 +16,6 @@ from .manifest import Hasher
 from .options import Options
 from .plan import describe, embeds_keys
 from .state import State
-from .stores import store_envs
 from .stores import names as store_names
 
 DESCRIPTION = """\
@@ -36,6 +32,9 @@ output layout:
   several tasks in one file (a pipeline): DIR/<i>-<task>/node-K.sh
 
 exit codes: 0 ok; 1 --check found differences, or a runtime failure; 2 bad input.
+
+the plan alone, for humans or machines (see `skycompile plan --help`):
+  skycompile plan TASK.yaml [--json] [the flags above but -o, --check, --dry-run, --delete]
 
 the buckets skycompile created (see `skycompile storage --help`):
   skycompile storage ls [--json]
@@ -63,6 +62,41 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="render in memory and compare with the files at -o: exit 1 with a unified "
                         "diff when they differ, 0 when identical; never needs cloud credentials")
+    _task_flags(p)
+    p.add_argument("--target", choices=list(userdata.TARGETS),
+                   help="refuse (exit 2, before any upload) when an output is over this cloud's "
+                        "user-data budget: " + ", ".join(
+                            f"{n} {b:,}" for n, b in userdata.TARGETS.items())
+                        + " bytes, counted before base64")
+    p.add_argument("--embed-credentials", action="store_true",
+                   help="put the storage keys of this machine (AWS_*/~/.aws/credentials, "
+                        "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_KEY, R2's "
+                        "~/.cloudflare/r2.credentials) into the scripts, for nodes without an "
+                        "instance role; they land only in a 0600 file on the node, and the "
+                        "scripts are written 0700. Anyone who can read the scripts or the "
+                        "instance's user-data gets the keys")
+    p.add_argument("--delete", action="store_true",
+                   help="also remove objects under an upload's prefix (in skycompile's own "
+                        "buckets) that no local file of the task matches any more; without it "
+                        "nothing remote is ever deleted")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no upload progress (warnings and errors are still printed)")
+    p.add_argument("--version", action="version", version=f"skycompile {__version__}")
+    return p
+
+
+def _task_flags(p: argparse.ArgumentParser) -> None:
+    """The flags that change what a task compiles to (the compile and `plan` share them)."""
+    p.add_argument("--format", choices=userdata.FORMATS, default="script",
+                   help="script (default): the node script; cloud-init: a MIME multipart user-"
+                        "data message whose per-instance part runs the script (up) and whose "
+                        "per-boot part mounts the storage again after a reboot (remount)")
+    p.add_argument("--gzip", action="store_true",
+                   help="gzip each output (cloud-init unpacks gzip user data); about a quarter "
+                        "of the size. Some platforms damage binary user data: add --base64")
+    p.add_argument("--base64", action="store_true",
+                   help="base64-encode each output (after --gzip), for tools that want text "
+                        "(Terraform's user_data_base64)")
     p.add_argument("--env", action="append", default=[], metavar="KEY[=VAL]",
                    help="set or override an entry of `envs` (repeatable); KEY alone takes the "
                         "value from your environment")
@@ -96,21 +130,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rclone-sha256", action="append", default=[], metavar="ARCH=HEX",
                    help="the mirror's own SHA-256 of the archive for ARCH (amd64, arm64) when "
                         "it is not the official one (repeatable; needs --rclone-mirror)")
-    p.add_argument("--embed-credentials", action="store_true",
-                   help="put the storage keys of this machine (AWS_*/~/.aws/credentials, "
-                        "GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_KEY, R2's "
-                        "~/.cloudflare/r2.credentials) into the scripts, for nodes without an "
-                        "instance role; they land only in a 0600 file on the node, and the "
-                        "scripts are written 0700. Anyone who can read the scripts or the "
-                        "instance's user-data gets the keys")
-    p.add_argument("--delete", action="store_true",
-                   help="also remove objects under an upload's prefix (in skycompile's own "
-                        "buckets) that no local file of the task matches any more; without it "
-                        "nothing remote is ever deleted")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="no upload progress (warnings and errors are still printed)")
-    p.add_argument("--version", action="version", version=f"skycompile {__version__}")
-    return p
 
 
 STORAGE_DESCRIPTION = """\
@@ -167,64 +186,6 @@ def run_storage(argv: list[str]) -> int:
     return EXIT_FAILURE if failures else EXIT_OK
 
 
-def _envs(pairs: list[str]) -> tuple[tuple[str, str], ...]:
-    out = []
-    for item in pairs:
-        key, sep, value = item.partition("=")
-        if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise UsageError(f"--env {item!r}: {key!r} is not a valid variable name")
-        if not sep:
-            if key not in os.environ:
-                raise UsageError(f"--env {key}: {key} is not set in your environment; "
-                                 f"pass --env {key}=VALUE")
-            value = os.environ[key]
-        out.append((key, value))
-    return tuple(out)
-
-
-def _node_user(name: str) -> str:
-    # useradd's rule (NAME_REGEX): what getent and runuser on the node will accept.
-    if name and not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", name):
-        raise UsageError(f"--user {name!r}: not a valid user name (lowercase letters, digits, "
-                         f"'_' and '-', starting with a letter or '_', at most 32)")
-    return name
-
-
-def _node_ips(text: str | None) -> tuple[str, ...]:
-    if text is None:
-        return ()
-    ips = tuple(part.strip() for part in text.split(","))
-    for ip in ips:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise UsageError(f"--node-ips: {ip!r} is not an IP address; pass IP,IP,... "
-                             f"one per node, node 0 first") from None
-    return ips
-
-
-def _mirror(url: str | None) -> str:
-    if url is None:
-        return ""
-    if not re.fullmatch(r"(https?|file)://[^\s'\"\\]+", url):
-        raise UsageError(f"--rclone-mirror {url!r}: give an http://, https:// or file:// base "
-                         f"URL without spaces or quotes")
-    return url.rstrip("/")
-
-
-def _sha256s(items: list[str], mirror: str | None) -> tuple[tuple[str, str], ...]:
-    if items and not mirror:
-        raise UsageError("--rclone-sha256 describes a mirror's archive: pass --rclone-mirror too")
-    out = {}
-    for item in items:
-        arch, _, digest = item.partition("=")
-        if arch not in ("amd64", "arm64") or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
-            raise UsageError(f"--rclone-sha256 {item!r}: expected amd64=HEX or arm64=HEX with "
-                             f"64 hex digits (sha256sum of the archive)")
-        out[arch] = digest.lower()
-    return tuple(sorted(out.items()))
-
-
 def _shown(path: str) -> str:
     """A path for the script header: relative paths as given, absolute ones by name, so the
     header does not depend on where the compile ran."""
@@ -244,6 +205,11 @@ def recompile_line(args: argparse.Namespace) -> str:
         words += ["--env", item.partition("=")[0] + ("=..." if "=" in item else "")]
     for item in args.rclone_sha256:
         words += ["--rclone-sha256", item]
+    if args.format != "script":
+        words += ["--format", args.format]
+    words += ["--gzip"] * args.gzip + ["--base64"] * args.base64
+    if args.target:
+        words += ["--target", args.target]
     if args.embed_credentials:
         words.append("--embed-credentials")
     if args.output:
@@ -251,35 +217,96 @@ def recompile_line(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def _endpoint(flag: str | None) -> str:
-    """--endpoint-url, else AWS_ENDPOINT_URL, held to the schema's rule for
-    config.endpoint_url."""
-    where, value = ("--endpoint-url", flag) if flag is not None else \
-        ("AWS_ENDPOINT_URL", os.environ.get("AWS_ENDPOINT_URL", ""))
-    rule = validate.schema()["$defs"]["storage_config"]["properties"]["endpoint_url"]["pattern"]
-    if value and not re.fullmatch(rule, value):
-        raise UsageError(f"{where} {value!r} is not an http(s) URL; write it like "
-                         f"https://s3.example.com:9000")
-    return value
-
-
 def options(args: argparse.Namespace) -> Options:
-    endpoint = _endpoint(args.endpoint_url)
-    if args.num_nodes is not None and args.num_nodes < 1:
-        raise UsageError(f"--num-nodes must be at least 1, not {args.num_nodes}")
-    return Options(
-        cwd=Path.cwd(), home=Path.home(),
-        user=os.environ.get("SKYCOMPILE_USER") or getpass.getuser(),
-        envs=_envs(args.env), workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
-        num_nodes=args.num_nodes, store=args.store, endpoint_url=endpoint,
-        store_env=tuple((var, os.environ[var]) for var in store_envs() if os.environ.get(var)),
-        managed_bucket=args.bucket, node_user=_node_user(args.node_user),
-        node_ips=_node_ips(args.node_ips), rclone_mirror=_mirror(args.rclone_mirror),
-        rclone_sha256=_sha256s(args.rclone_sha256, args.rclone_mirror),
-        embed_credentials=args.embed_credentials,
-        credential_env=tuple(sorted(os.environ.items())) if args.embed_credentials else (),
-        recompile=recompile_line(args), quiet=args.quiet, delete=args.delete,
-    )
+    """The flags, as `api.make_options` checks them."""
+    env: dict[str, str | None] = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        env.pop(key, None)  # the last --env of a key wins, in the order given
+        env[key] = value if sep else None
+    digests = {}
+    for item in args.rclone_sha256:
+        arch, _, digest = item.partition("=")
+        digests[arch] = digest
+    return api.make_options(
+        env=env, workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
+        num_nodes=args.num_nodes, store=args.store, endpoint_url=args.endpoint_url,
+        bucket=args.bucket, node_user=args.node_user,
+        node_ips=[ip.strip() for ip in args.node_ips.split(",")] if args.node_ips else (),
+        rclone_mirror=args.rclone_mirror, rclone_sha256=digests,
+        embed_credentials=args.embed_credentials, delete=args.delete, quiet=args.quiet,
+        format=args.format, gzip=args.gzip, base64=args.base64, target=args.target,
+        recompile=recompile_line(args))
+
+
+PLAN_DESCRIPTION = """The plan of a task file, without touching any cloud: the buckets to create or use, the
+uploads with their file counts and sizes, what every node does, and the size of each node
+script (raw and gzip-compressed) against each cloud's user-data budget. The same checks as
+a compile run first (exit 2 with every problem).
+"""
+
+PLAN_EPILOG = "user-data budgets (bytes, before base64): " + ", ".join(
+    f"{name} {budget:,}" for name, budget in userdata.TARGETS.items()) + "\n"
+
+
+def plan_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="skycompile plan", description=PLAN_DESCRIPTION,
+                                epilog=PLAN_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tasks", metavar="TASK.yaml", nargs=1, help="the task file")
+    p.add_argument("--json", action="store_true",
+                   help="print the plan as JSON (README: `skycompile plan --json`)")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="the -o of the compile this plan is for: the script headers repeat "
+                        "the command line (so it counts in their sizes) and the plan names "
+                        "the files; nothing is written")
+    _task_flags(p)
+    # a plan never embeds keys, and shows the sizes against every target instead of failing
+    p.set_defaults(embed_credentials=False, delete=False, quiet=True, target=None)
+    return p
+
+
+def run_plan(argv: list[str]) -> int:
+    args = plan_parser().parse_args(argv)
+    opts = options(args)
+    state = State()
+    try:
+        hasher = Hasher(state)
+        compiled = compile_file(args.tasks[0], opts, hasher)
+        api.save_hashes(hasher, required=False)
+    finally:
+        state.close()
+    files = [(args.tasks[0], compiled)]
+    pairs = output.targets(files, args.output, opts.packaging.suffix()) if args.output else []
+    if args.json:
+        found = api.plan_json(compiled)
+        for task, shown in zip(found["tasks"], compiled.tasks):
+            paths = [t.path for t in pairs if t.task is shown]
+            for node, path in zip(task["nodes"], paths or [None] * len(task["nodes"])):
+                node["path"] = path
+        json.dump(found, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    for t in compiled.tasks:
+        if len(compiled.tasks) > 1:
+            sys.stdout.write(f"== task {t.subdir}\n")
+        sys.stdout.write(describe(t.plan, [p.path for p in pairs if p.task is t]))
+        sys.stdout.write(_sizes_table(t.outputs, opts.packaging))
+    return EXIT_OK
+
+
+def _sizes_table(outputs: tuple[bytes, ...], how: userdata.Packaging) -> str:
+    names = list(userdata.TARGETS)
+    lines = [f"user-data size of node-K{how.suffix()} (bytes, before base64; fits = as it is, "
+             f"gz = only gzip-compressed, NO = neither):",
+             f"  {'node':<6} {'bytes':>9} {'gzip':>9}  " + "  ".join(f"{n:>9}" for n in names)]
+    for i, data in enumerate(outputs):
+        size = userdata.sizes(data, how)
+        marks = ["fits" if v["fits"] else "gz" if v["fits_gzipped"] else "NO"
+                 for v in size["targets"].values()]
+        lines.append(f"  {i:<6} {size['payload_bytes']:>9,} {size['gzip_bytes']:>9,}  "
+                     + "  ".join(f"{m:>9}" for m in marks))
+    return "\n".join(lines) + "\n"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -289,6 +316,8 @@ def run(argv: list[str] | None = None) -> int:
             raise UsageError(f"{arg!r}: an argument cannot contain a NUL character")
     if argv[:1] == ["storage"]:
         return run_storage(argv[1:])
+    if argv[:1] == ["plan"]:
+        return run_plan(argv[1:])
     p = parser()
     args = p.parse_args(argv)
     for name, value in vars(args).items():  # argparse (< 3.12) turns `--opt=--` into []
@@ -308,8 +337,8 @@ def run(argv: list[str] | None = None) -> int:
     files = compile_all(args.tasks, opts, hasher)
     # Every check, the output layout included, passes before apply may touch a cloud (or
     # the state file).
-    pairs = output.targets(files, args.output) if args.output else []
-    _save_hashes(hasher, required=not (args.check or args.dry_run))
+    pairs = output.targets(files, args.output, opts.packaging.suffix()) if args.output else []
+    api.save_hashes(hasher, required=not (args.check or args.dry_run))
     if args.check:
         diff = output.check(pairs)
         if diff:
@@ -342,20 +371,12 @@ def run(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     for target in pairs:
         if target.path == "-":
-            sys.stdout.write(target.text)
-    output.write_all([(t.path, t.text) for t in pairs if t.path != "-"],
+            sys.stdout.flush()
+            sys.stdout.buffer.write(target.data)
+            sys.stdout.buffer.flush()
+    output.write_all([(t.path, t.data) for t in pairs if t.path != "-"],
                      mode=0o700 if embedded else 0o755)
     return EXIT_OK
-
-
-def _save_hashes(hasher: Hasher, *, required: bool) -> None:
-    """Keep the new file hashes for the next run. Only --dry-run and --check may go on
-    without (a read-only or broken state directory only costs them speed)."""
-    try:
-        hasher.save()
-    except (OSError, sqlite3.Error, SkycompileError):
-        if required:
-            raise
 
 
 def compile_all(names: list[str], opts: Options, hasher: Hasher | None = None) -> list:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import load, normalize, plan, render, stores, validate
+from . import load, normalize, plan, render, stores, userdata, validation
 from .errors import Problem, TaskError, UsageError
 from .load import Document
 from .options import Options
@@ -26,17 +26,27 @@ _GROUP_HEADER_KEYS = {"name", "execution", "primary_tasks", "termination_delay"}
 
 @dataclass(frozen=True)
 class CompiledTask:
-    plan: plan.Plan
-    state_id: str
-    scripts: tuple[str, ...]  # node 0 first
+    """One task of a compiled file."""
+
+    plan: plan.Plan  # buckets, uploads, mounts: what apply and the scripts do
+    state_id: str  # the task's name on the node (/var/lib/skycompile/<state_id>, the log)
+    scripts: tuple[str, ...]  # the bash text of node-0.sh, node-1.sh, ...
     subdir: str  # "" for a single-task file; else the task's own output folder
+    outputs: tuple[bytes, ...] = ()  # what is written per node: the scripts as the
+    #                                  options package them (userdata.Packaging)
 
 
 @dataclass(frozen=True)
 class Compiled:
+    """A compiled task file: its tasks in file order (one, unless it is a pipeline)."""
+
     tasks: tuple[CompiledTask, ...]
-    task_sha256: str
+    task_sha256: str  # of the task file's bytes, as the script headers record it
     pipeline_name: str  # from a pipeline header document, else ""
+    task_file: str = ""  # as given (or "<mapping>" for task data)
+    packaging: userdata.Packaging = userdata.Packaging()  # how CompiledTask.outputs are made
+    applied: dict | None = None  # apply's counts (uploaded, skipped, bytes, deleted); None
+    #                              when nothing was applied (a dry run)
 
 
 def _is_header(doc: Document, total: int) -> bool:
@@ -63,7 +73,7 @@ def check(docs: list[Document], opts: Options) -> list:
     filename = docs[0].filename if docs else ""
     for doc in docs:
         problems.extend(doc.problems)
-        found, prune = validate.schema_problems(doc)
+        found, prune = validation.schema_problems(doc)
         problems.extend(found)
         if prune is None:
             continue
@@ -108,12 +118,18 @@ def _state_ids(tasks, stem: str) -> list[str]:
     return ids
 
 
-def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: str,
-                 hasher=None) -> Compiled:
+def some_task_documents(docs: list[Document], task_file: str) -> tuple[str, list[Document]]:
+    """task_documents, or TaskError when the file holds none."""
     header, task_docs = task_documents(docs)
     if not task_docs:
         raise TaskError([Problem(1, 1, 0, "", "the file holds no task", "Add a task document.",
                                  task_file)], task_file)
+    return header, task_docs
+
+
+def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: str,
+                 hasher=None) -> Compiled:
+    header, task_docs = some_task_documents(docs, task_file)
     tasks = check(task_docs, opts)
     plans = [_make_plan(t, task_docs, hasher) for t in tasks]
     if opts.embed_credentials:
@@ -133,8 +149,43 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
                                     node_ips=opts.node_ips, rclone=rclone,
                                     recompile=opts.recompile)
         subdir = f"{i}-{sid}" if len(plans) > 1 else ""
-        out.append(CompiledTask(p, sid, tuple(scripts), subdir))
-    return Compiled(tuple(out), sha, header)
+        outputs = tuple(_package(p, sid, k, script, opts) for k, script in enumerate(scripts))
+        out.append(CompiledTask(p, sid, tuple(scripts), subdir, outputs))
+    if opts.target:
+        _check_budget(out, opts)
+    return Compiled(tuple(out), sha, header, task_file, opts.packaging)
+
+
+def _package(p: plan.Plan, state_id: str, node: int, script: str, opts: Options) -> bytes:
+    how = opts.packaging
+    hook = None
+    if how.format == "cloud-init" and render.has_mounts(p):
+        hook = render.render_boot_hook(p, state_id=state_id, node_index=node)
+    return userdata.package(script, hook, f"skycompile-{state_id}-node-{node}", how)
+
+
+def _check_budget(tasks: list[CompiledTask], opts: Options) -> None:
+    """--target: every output fits the cloud's user-data budget, or the compile stops
+    before anything is created, uploaded or written."""
+    budget, how = userdata.TARGETS[opts.target], opts.packaging
+    over = []
+    for t in tasks:
+        for node, output in enumerate(t.outputs):
+            size = userdata.sizes(output, how)
+            if size["payload_bytes"] > budget:
+                where = f"task {t.state_id}, " if len(tasks) > 1 else ""
+                over.append((f"{where}node {node}", size))
+    if not over:
+        return
+    lines = [f"--target {opts.target}: user data may have at most {budget:,} bytes, but"]
+    lines += [f"  {where}: {size['payload_bytes']:,} bytes"
+              + ("" if how.gzip else f" ({size['gzip_bytes']:,} with --gzip)")
+              for where, size in over]
+    fits = all(size["targets"][opts.target]["fits_gzipped"] for _, size in over)
+    lines.append("Add --gzip (cloud-init unpacks it)." if fits and not how.gzip else
+                 "It does not fit even gzip-compressed: pass the script another way than "
+                 "user data (copy it to the node, or have the user data fetch it).")
+    raise UsageError("\n".join(lines))
 
 
 def _key_reader(opts: Options):

@@ -54,6 +54,9 @@ class Problem:
     file: str = field(default="", compare=False)
     flag: str = ""  # set when the value came from a command-line flag, not the file
 
+    def __str__(self) -> str:
+        return self.format()
+
     def format(self, filename: str | None = None) -> str:
         where = f"skycompile: error: {self.flag}" if self.flag else \
             f"{filename or self.file}:{self.line}:{self.col}"

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .userdata import Packaging
+
 
 @dataclass(frozen=True)
 class Options:
@@ -37,3 +39,5 @@ class Options:
     quiet: bool = False  # --quiet: no upload progress
     delete: bool = False  # --delete: remove remote objects under an upload's prefix that
     # no local file of the task accounts for
+    packaging: Packaging = Packaging()  # --format, --gzip, --base64: each node's output
+    target: str = ""  # --target: the cloud whose user-data budget every output must fit

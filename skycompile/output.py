@@ -2,7 +2,8 @@
 
 Layout: `-o FILE` (one node), `-o -` (stdout, one node), `-o DIR/` or an existing
 directory -> `DIR/node-0.sh ...`; a multi-task file -> `DIR/<i>-<task>/node-K.sh`;
-several task files -> `DIR/<file stem>/...` for each.
+several task files -> `DIR/<file stem>/...` for each. Other formats end otherwise
+(`node-0.user-data.gz`: userdata.Packaging.suffix).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .errors import OutputError, UsageError
 @dataclass(frozen=True)
 class Target:
     path: str  # "-" for stdout
-    text: str
+    data: bytes
     task: CompiledTask
 
 
@@ -33,11 +34,12 @@ def _file_dirs(names: list[str]) -> list[str]:
     return [str(Path(n).with_suffix("")).strip("/").replace("/", "-") for n in names]
 
 
-def targets(files: list[tuple[str, Compiled]], out: str) -> list[Target]:
-    """Every script's destination; raises UsageError for an impossible layout."""
+def targets(files: list[tuple[str, Compiled]], out: str, suffix: str = ".sh") -> list[Target]:
+    """Every output's destination (`suffix` ends each node's file name); raises
+    UsageError for an impossible layout."""
     dirs = _file_dirs([name for name, _ in files]) if len(files) > 1 else [""]
     scripts = [(Path(d) / t.subdir if t.subdir else Path(d), t, i, s)
-               for d, (_, c) in zip(dirs, files) for t in c.tasks for i, s in enumerate(t.scripts)]
+               for d, (_, c) in zip(dirs, files) for t in c.tasks for i, s in enumerate(t.outputs)]
     if out == "-":
         if len(scripts) != 1:
             whose = "these task files have" if len(files) > 1 else "this task has"
@@ -57,7 +59,7 @@ def targets(files: list[tuple[str, Compiled]], out: str) -> list[Target]:
         _check_writable(out)
         return [Target(out, scripts[0][3], scripts[0][1])]
     base = Path(out)
-    found = [Target(str(base / sub / f"node-{i}.sh"), s, t) for sub, t, i, s in scripts]
+    found = [Target(str(base / sub / f"node-{i}{suffix}"), s, t) for sub, t, i, s in scripts]
     for target in found:
         _check_writable(target.path)
     return found
@@ -77,21 +79,21 @@ def _check_writable(path: str) -> None:
             break
 
 
-def write_all(files: list[tuple[str, str]], mode: int = 0o755) -> None:
-    """Write (path, text) pairs so that a crash at any moment leaves every output either
-    as it was or complete, never partial: each text goes in full (fsync'd, chmod'ed) to a
+def write_all(files: list[tuple[str, bytes]], mode: int = 0o755) -> None:
+    """Write (path, data) pairs so that a crash at any moment leaves every output either
+    as it was or complete, never partial: each one goes in full (fsync'd, chmod'ed) to a
     temp file beside its target first; only then are they renamed into place, back to
     back, and the directories fsync'd. A SIGKILL can leave a hidden `.NAME.*.tmp`."""
     temps: list[tuple[str, Path]] = []
     try:
-        for path, text in files:
+        for path, data in files:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
                                        dir=target.parent)
             temps.append((tmp, target))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, mode)
@@ -118,20 +120,26 @@ def write_all(files: list[tuple[str, str]], mode: int = 0o755) -> None:
 
 
 def check(targets: list[Target]) -> str:
-    """A unified diff of every output that differs from the file on disk ('' = identical)."""
+    """A unified diff of every output that differs from the file on disk ('' = identical);
+    for output that is not text (gzip), one line saying that it differs."""
     diffs = []
     for target in targets:
-        path, text = target.path, target.text
+        path, data = target.path, target.data
         try:
-            current = Path(path).read_text(encoding="utf-8")
+            current = Path(path).read_bytes()
         except FileNotFoundError:
             current = None
-        except (OSError, UnicodeDecodeError) as e:
+        except OSError as e:
             raise UsageError(f"cannot read {path} to compare: {e}") from None
-        if current == text:
+        if current == data:
             continue
-        old = [] if current is None else current.splitlines(keepends=True)
         label = f"{path} (missing)" if current is None else path
-        diffs.append("".join(difflib.unified_diff(old, text.splitlines(keepends=True),
-                                                  fromfile=label, tofile=f"{path} (compiled)")))
+        try:
+            old = [] if current is None else current.decode().splitlines(keepends=True)
+            new = data.decode().splitlines(keepends=True)
+        except UnicodeDecodeError:
+            diffs.append(f"Binary files {label} and {path} (compiled) differ\n")
+            continue
+        diffs.append("".join(difflib.unified_diff(old, new, fromfile=label,
+                                                  tofile=f"{path} (compiled)")))
     return "".join(diffs)

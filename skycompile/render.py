@@ -143,6 +143,19 @@ def render_node(ctx: dict) -> str:
     return environment().get_template("node.sh.j2").render(**ctx)
 
 
+def has_mounts(plan: Plan) -> bool:
+    """Whether the nodes FUSE-mount anything (what remount brings back after a reboot)."""
+    return any(m.storage.mode.value != "COPY" for m in plan.mounts)
+
+
+def render_boot_hook(plan: Plan, *, state_id: str, node_index: int) -> str:
+    """cloud-init's per-boot part: runs the copy of the node script that up keeps in the
+    node's state directory (the template's STATE_DIR/node.sh) with `remount`."""
+    return environment().get_template("boot-hook.sh.j2").render(
+        version=__version__, slug=state_id, self_copy=f"/var/lib/skycompile/{state_id}/node.sh",
+        node={"index": node_index, "count": plan.task.num_nodes})
+
+
 def render_all(plan: Plan, **kwargs) -> list[str]:
     """One script per node, node 0 first."""
     return [render_node(context(plan, node_index=i, **kwargs)) for i in range(plan.task.num_nodes)]

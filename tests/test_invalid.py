@@ -643,7 +643,8 @@ CASES = [
          "skycompile: error: --num-nodes must be at least 1, not 0",
          argv=[*DRY, "--num-nodes", "0"]),
     case("env-flag-bad-name", "run: x\n",
-         "skycompile: error: --env '1BAD=x': '1BAD' is not a valid variable name",
+         "skycompile: error: --env '1BAD': not a valid variable name (ASCII letters, digits "
+         "and '_', not starting with a digit)",
          argv=[*DRY, "--env", "1BAD=x"]),
     case("env-flag-unset", "run: x\n",
          "skycompile: error: --env SKYCOMPILE_TEST_UNSET: SKYCOMPILE_TEST_UNSET is not set in "

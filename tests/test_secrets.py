@@ -12,6 +12,7 @@ the scripts are written 0700.
 from __future__ import annotations
 
 import base64
+import email
 import json
 import os
 import re
@@ -131,15 +132,18 @@ def test_embedded_credentials_only_in_the_rclone_config(name, aws_env, tmp_path,
     written = outputs(tmp_path, name, result)
     embedded = set()
     for key, data in written.items():
-        conf = CONF.search(data) if key.endswith(".sh") else None
+        if key.endswith(".user-data"):  # --format cloud-init: the parts, decoded
+            data = b"\n".join(p.get_payload(decode=True)
+                              for p in email.message_from_bytes(data).get_payload())
+        conf = CONF.search(data) if key.endswith((".sh", ".user-data")) else None
         if conf:
             embedded |= set(found(conf.group()))
             data = data[:conf.start()] + data[conf.end():]
         assert not found(data), f"{key}: credentials outside RCLONE_CONF_LINES: {found(data)}"
-    scripts = [p for p in (tmp_path / name / "out").rglob("*.sh")]
+    scripts = [p for p in (tmp_path / name / "out").rglob("node-*")]
     mode = 0o700 if embedded else 0o755
     assert scripts and all(p.stat().st_mode & 0o777 == mode for p in scripts)
-    remotes = b"".join(written[k] for k in written if k.endswith(".sh"))
+    remotes = b"".join(written[k] for k in written if k.endswith((".sh", ".user-data")))
     expect = set()
     if re.search(rb"'type = s3'", remotes) and b"Cloudflare" not in remotes:
         expect |= ({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}

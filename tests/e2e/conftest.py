@@ -65,7 +65,8 @@ def plain_node(tmp_path):
 
 @pytest.fixture
 def compile_task(tmp_path, s3, monkeypatch):
-    """compile_task(yaml_text, *flags, apply=False) -> the node scripts (node 0 first),
+    """compile_task(yaml_text, *flags, apply=False, raw=False) -> the node scripts (node 0
+    first; with raw=True every output as bytes),
     compiled by the real CLI against the test server (`--endpoint-url`). With apply=True it
     is a real run: buckets created and local sources uploaded (state in tmp_path)."""
     from skycompile.cli import main
@@ -76,7 +77,8 @@ def compile_task(tmp_path, s3, monkeypatch):
         monkeypatch.setenv(key, value)
     counter = iter(range(1000))
 
-    def run(text: str, *flags: str, endpoint: bool = True, apply: bool = False) -> list[str]:
+    def run(text: str, *flags: str, endpoint: bool = True, apply: bool = False,
+            raw: bool = False) -> list:
         n = next(counter)
         task = tmp_path / f"task{n}.yaml"
         task.write_text(text)
@@ -89,10 +91,18 @@ def compile_task(tmp_path, s3, monkeypatch):
         except SystemExit as e:
             if e.code:
                 raise AssertionError(f"skycompile {' '.join(args)} exited {e.code}") from None
+        if raw:  # every output as bytes, whatever its format
+            return [p.read_bytes() for p in sorted(out.glob("node-*"))]
         return [p.read_text() for p in sorted(out.glob("node-*.sh"))] or [
             p.read_text() for p in sorted(out.glob("*.sh"))]
 
     return run
+
+
+@pytest.fixture
+def compile_user_data(compile_task):
+    """compile_user_data(yaml_text, *flags) -> node 0's output as bytes (any --format)."""
+    return lambda text, *flags: compile_task(text, *flags, raw=True)[0]
 
 
 @pytest.fixture

@@ -87,6 +87,21 @@ def test_first_upload_resync_and_one_change(env, s3):
     assert "workdir/src/m4.py" in s3.objects(BUCKET)
 
 
+def test_the_python_api_applies_like_the_command_line(env, s3):
+    """skycompile.compile_task without dry_run: the same buckets and uploads, counts in
+    `applied`; a second call uploads nothing."""
+    opts = skycompile.make_options(endpoint_url=s3.endpoint)
+    first = skycompile.compile_task("task.yaml", options=opts)
+    assert first.applied == {"uploaded": 31, "skipped": 0, "bytes": first.applied["bytes"],
+                             "deleted": 0} and first.applied["bytes"] > 70 * 2**20
+    assert s3.objects(BUCKET) == {f"workdir/{k}": v
+                                  for k, v in local_tree(env / "proj").items()}
+    again = skycompile.compile_task("task.yaml", options=opts)
+    assert again.applied == {"uploaded": 0, "skipped": 31, "bytes": 0, "deleted": 0}
+    assert again.tasks[0].scripts == first.tasks[0].scripts
+    assert {r.name: r.status for r in State().buckets()}[BUCKET] == "READY"
+
+
 def _opened(trace: Path, root: Path) -> set[str]:
     """Regular files below root that the traced process opened (directories excluded)."""
     found = set()

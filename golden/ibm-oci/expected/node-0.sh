@@ -9,12 +9,13 @@
 # Local sources uploaded by the compiler: none
 # Regenerate with: 'skycompile task.yaml -o out/'
 #
-# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
-#   up      (default) install tools, fetch the workdir, copy and mount storage,
-#           run setup (once per content) and run, then wait for uploads to finish
-#   drain   wait until every closed file on MOUNT_CACHED storage is in its bucket
-#   down    drain, then unmount this task's mounts
-#   status  show what is mounted, pending and done
+# Usage: sudo bash node-0.sh [up|drain|down|remount|status] [--no-run] [--no-setup] [--force-setup]
+#   up       (default) install tools, fetch the workdir, copy and mount storage,
+#            run setup (once per content) and run, then wait for uploads to finish
+#   drain    wait until every closed file on MOUNT_CACHED storage is in its bucket
+#   down     drain, then unmount this task's mounts
+#   remount  after a reboot: mount again, nothing else (cloud-init's per-boot part)
+#   status   show what is mounted, pending and done
 # Safe to run again: each step checks the node's real state first.
 # Log: /var/log/skycompile/$SLUG.log
 #
@@ -126,6 +127,10 @@ readonly -a RCLONE_FETCH=(--use-server-modtime --modify-window 1s)
 readonly CONF_DIR="/etc/skycompile/$SLUG"
 readonly RCLONE_CONF="$CONF_DIR/rclone.conf"
 readonly STATE_DIR="/var/lib/skycompile/$SLUG"
+# up keeps a copy of this script here, for remount after a reboot; down leaves DOWN_MARK,
+# and remount then mounts nothing until the next up.
+readonly SELF_COPY="$STATE_DIR/node.sh"
+readonly DOWN_MARK="$STATE_DIR/down"
 readonly MOUNT_WAIT=30
 readonly CACHE_DIR="/var/cache/skycompile/$SLUG"
 # rclone retries a failing upload forever; after this many tries drain calls it failed.
@@ -427,6 +432,9 @@ cleanup() {
 # interrupted run never leaves half a file.
 write_rclone_config() {
   local tmp line
+  # The copy that up keeps for remount has no settings (they may hold keys).
+  [[ -n ${RCLONE_CONF_LINES[*]-} ]] ||
+    die "this is the copy kept for remount, without the rclone settings; run the original script"
   for line in "${RCLONE_CONF_LINES[@]}"; do
     # A newline inside a value would start a new key in the ini file.
     [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting ${line%% =*} has a newline"
@@ -906,6 +914,7 @@ cmd_up() {
   install_fuse
   install_rclone
   write_rclone_config
+  keep_copy
   copy_all
   mount_all
   if ((TASK_RC != 0)); then
@@ -938,7 +947,60 @@ cmd_down() {
   drain_all ||
     die "down: uploads are still pending, so nothing was unmounted (rclone does not flush on unmount); run drain until it succeeds, then down"
   unmount_all
-  log "down: done"
+  mkdir -p -- "$STATE_DIR"
+  : >"$DOWN_MARK"
+  log "down: done (remount after a reboot mounts nothing until the next up)"
+}
+
+# --- remount ---
+# After a reboot or a stop/start: the mounts, nothing else (no copy, workdir, setup or run).
+# MOUNT_CACHED mounts come back on their cache directories, so uploads that were still
+# pending resume. cloud-init's per-boot part runs the copy that up keeps (SELF_COPY).
+cmd_remount() {
+  take_lock
+  if [[ -e $DOWN_MARK ]]; then
+    log "remount: down was run on this node, so nothing is mounted (up mounts again)"
+    return 0
+  fi
+  log "remount: skycompile $SKYCOMPILE_VERSION, task sha256 $TASK_SHA256, node $NODE_INDEX of $NODE_COUNT"
+  [[ -f $RCLONE_CONF ]] || die "remount: $RCLONE_CONF is gone; run the script's up again"
+  resolve_paths
+  install_fuse
+  install_rclone
+  mount_all
+  log "remount: done"
+}
+
+# A copy of this script where it survives a reboot, for remount (a launcher may run the
+# script from a temporary file), without the rclone settings: remount uses the config up
+# wrote, and with --embed-credentials they hold keys, which must stay in that 0600 file
+# alone. write_rclone_config has checked that no setting spans lines, so the block ends at
+# the first line that closes it. Also clears down's mark: after this up, a reboot mounts.
+keep_copy() {
+  local self=${BASH_SOURCE[0]:-} line skip=0
+  rm -f -- "$DOWN_MARK"
+  if [[ -z $self || ! -f $self || ! -r $self ]]; then
+    warn "this script was not run from a file (a pipe?), so no copy is kept for remount: after a reboot, run it again to mount the storage"
+    return 0
+  fi
+  if [[ $self -ef $SELF_COPY ]]; then return 0; fi
+  mkdir -p -- "$STATE_DIR"
+  chmod 0700 -- "$STATE_DIR"
+  (
+    umask 077
+    while IFS= read -r line || [[ -n $line ]]; do
+      if ((skip)); then
+        if [[ $line == '  )' ]]; then skip=0; fi
+      elif [[ $line == '  readonly -a RCLONE_CONF_LINES=(' ]]; then
+        printf '%s\n' '  readonly -a RCLONE_CONF_LINES=()'
+        skip=1
+      else
+        printf '%s\n' "$line"
+      fi
+    done <"$self" >"$SELF_COPY.tmp"
+  )
+  chmod 0700 -- "$SELF_COPY.tmp"
+  mv -f -- "$SELF_COPY.tmp" "$SELF_COPY"
 }
 
 # Reverse order, so a mount nested inside another comes off first.
@@ -967,6 +1029,7 @@ unmount_one() {
 # --- status ---
 # Read-only, no lock: safe to run while up is busy.
 cmd_status() {
+  local error
   resolve_paths
   printf 'skycompile %s, task sha256 %s, node %s of %s\n' \
     "$SKYCOMPILE_VERSION" "$TASK_SHA256" "$NODE_INDEX" "$NODE_COUNT"
@@ -975,7 +1038,25 @@ cmd_status() {
   for i in "${!M_MODE[@]}"; do
     printf 'm%s %s %s:%s -> %s: %s\n' "$i" "${M_MODE[i]}" "${M_REMOTE[i]}" "${M_PATH[i]}" \
       "${M_LABEL[i]}" "$(mount_status "$i")"
+    error=$(last_line ' ERROR : ' "$LOG_DIR/$SLUG-m$i.log")
+    if [[ -n $error ]]; then printf '  last rclone error: %s\n' "$error"; fi
   done
+  if [[ -e $DOWN_MARK ]]; then
+    printf 'after a reboot: nothing is mounted (down was run; up mounts again)\n'
+  elif [[ -f $SELF_COPY ]]; then
+    printf 'after a reboot: "%s remount" mounts again (the cloud-init output runs it at boot)\n' "$SELF_COPY"
+  else
+    printf 'after a reboot: not mounted again (up has kept no copy of this script)\n'
+  fi
+  error=$(last_line "skycompile[$SLUG] error: " "$LOG_FILE")
+  printf 'last error logged: %s\n' "${error:-none}"
+}
+
+# The last line of file $2 that contains $1 ("" when none, or the file cannot be read).
+last_line() {
+  local found=""
+  if [[ -r $2 ]]; then found=$(grep -F -- "$1" "$2" | tail -n 1) || true; fi
+  printf '%s\n' "$found"
 }
 
 mount_status() {
@@ -1010,7 +1091,7 @@ pending_uploads() {
 # --- main ---
 usage() {
   cat <<EOF
-usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
+usage: sudo bash ${0##*/} [up|drain|down|remount|status] [--no-run] [--no-setup] [--force-setup]
 
   up             (default) tools, workdir, storage, setup, run, then drain
     --no-run       stop after setup, for a launcher that runs the job itself and
@@ -1019,6 +1100,8 @@ usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--forc
     --force-setup  run setup even if it already succeeded with these inputs
   drain          wait until every closed file on MOUNT_CACHED storage is uploaded
   down           drain, then unmount; refuses while uploads are pending
+  remount        after a reboot or a stop/start: mount the storage again, nothing
+                 else (no copy, setup or run); pending uploads resume
   status         show mounts, pending uploads, workdir and setup state
 
 Log: $LOG_FILE
@@ -1035,7 +1118,7 @@ main() {
   local cmd="" no_run=0 setup_mode=auto arg
   for arg in "$@"; do
     case $arg in
-      up | drain | down | status)
+      up | drain | down | remount | status)
         [[ -z $cmd ]] || usage_error "only one subcommand at a time"
         cmd=$arg
         ;;
@@ -1078,6 +1161,10 @@ main() {
     down)
       require_root "$@"
       cmd_down
+      ;;
+    remount)
+      require_root "$@"
+      cmd_remount
       ;;
     status) cmd_status ;;
   esac

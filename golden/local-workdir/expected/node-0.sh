@@ -11,12 +11,13 @@
 #     manifest sha256 '72eac72373139c889bfd0622e120478a94fef73e18610114bf55c7735715d7fc', 3 files, 24 bytes
 # Regenerate with: 'skycompile task.yaml -o out/'
 #
-# Usage: sudo bash node-0.sh [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
-#   up      (default) install tools, fetch the workdir, copy and mount storage,
-#           run setup (once per content) and run, then wait for uploads to finish
-#   drain   wait until every closed file on MOUNT_CACHED storage is in its bucket
-#   down    drain, then unmount this task's mounts
-#   status  show what is mounted, pending and done
+# Usage: sudo bash node-0.sh [up|drain|down|remount|status] [--no-run] [--no-setup] [--force-setup]
+#   up       (default) install tools, fetch the workdir, copy and mount storage,
+#            run setup (once per content) and run, then wait for uploads to finish
+#   drain    wait until every closed file on MOUNT_CACHED storage is in its bucket
+#   down     drain, then unmount this task's mounts
+#   remount  after a reboot: mount again, nothing else (cloud-init's per-boot part)
+#   status   show what is mounted, pending and done
 # Safe to run again: each step checks the node's real state first.
 # Log: /var/log/skycompile/$SLUG.log
 #
@@ -348,6 +349,9 @@ cleanup() {
 # interrupted run never leaves half a file.
 write_rclone_config() {
   local tmp line
+  # The copy that up keeps for remount has no settings (they may hold keys).
+  [[ -n ${RCLONE_CONF_LINES[*]-} ]] ||
+    die "this is the copy kept for remount, without the rclone settings; run the original script"
   for line in "${RCLONE_CONF_LINES[@]}"; do
     # A newline inside a value would start a new key in the ini file.
     [[ $line != *$'\n'* ]] || die "corrupt script: rclone setting ${line%% =*} has a newline"
@@ -525,20 +529,38 @@ cmd_down() {
   log "nothing to unmount: this task mounts no storage"
 }
 
+# --- remount ---
+# After a reboot or a stop/start: the mounts, nothing else (no copy, workdir, setup or run).
+# MOUNT_CACHED mounts come back on their cache directories, so uploads that were still
+# pending resume. cloud-init's per-boot part runs the copy that up keeps (SELF_COPY).
+cmd_remount() {
+  log "nothing to remount: this task mounts no storage"
+}
+
 # --- status ---
 # Read-only, no lock: safe to run while up is busy.
 cmd_status() {
+  local error
   resolve_paths
   printf 'skycompile %s, task sha256 %s, node %s of %s\n' \
     "$SKYCOMPILE_VERSION" "$TASK_SHA256" "$NODE_INDEX" "$NODE_COUNT"
   printf 'user: %s (home %s)\n' "${NODE_USER:-$(id -un)}" "$TARGET_HOME"
   printf 'storage: none\n'
   printf 'workdir: %s: %s\n' "$WORKDIR" "$(workdir_status)"
+  error=$(last_line "skycompile[$SLUG] error: " "$LOG_FILE")
+  printf 'last error logged: %s\n' "${error:-none}"
   if [[ -f $SETUP_DONE ]]; then
     printf 'setup: succeeded (sha256 %s)\n' "$(<"$SETUP_DONE")"
   else
     printf 'setup: not done\n'
   fi
+}
+
+# The last line of file $2 that contains $1 ("" when none, or the file cannot be read).
+last_line() {
+  local found=""
+  if [[ -r $2 ]]; then found=$(grep -F -- "$1" "$2" | tail -n 1) || true; fi
+  printf '%s\n' "$found"
 }
 
 workdir_status() {
@@ -548,7 +570,7 @@ workdir_status() {
 # --- main ---
 usage() {
   cat <<EOF
-usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--force-setup]
+usage: sudo bash ${0##*/} [up|drain|down|remount|status] [--no-run] [--no-setup] [--force-setup]
 
   up             (default) tools, workdir, storage, setup, run, then drain
     --no-run       stop after setup, for a launcher that runs the job itself and
@@ -557,6 +579,8 @@ usage: sudo bash ${0##*/} [up|drain|down|status] [--no-run] [--no-setup] [--forc
     --force-setup  run setup even if it already succeeded with these inputs
   drain          wait until every closed file on MOUNT_CACHED storage is uploaded
   down           drain, then unmount; refuses while uploads are pending
+  remount        after a reboot or a stop/start: mount the storage again, nothing
+                 else (no copy, setup or run); pending uploads resume
   status         show mounts, pending uploads, workdir and setup state
 
 Log: $LOG_FILE
@@ -573,7 +597,7 @@ main() {
   local cmd="" no_run=0 setup_mode=auto arg
   for arg in "$@"; do
     case $arg in
-      up | drain | down | status)
+      up | drain | down | remount | status)
         [[ -z $cmd ]] || usage_error "only one subcommand at a time"
         cmd=$arg
         ;;
@@ -616,6 +640,10 @@ main() {
     down)
       require_root "$@"
       cmd_down
+      ;;
+    remount)
+      require_root "$@"
+      cmd_remount
       ;;
     status) cmd_status ;;
   esac
