@@ -34,7 +34,7 @@ output layout:
 exit codes: 0 ok; 1 --check found differences, or a runtime failure; 2 bad input.
 
 the plan alone, for humans or machines (see `skycompile plan --help`):
-  skycompile plan TASK.yaml [--json] [the flags above but -o, --check, --dry-run, --delete]
+  skycompile plan TASK.yaml [--json] [-o PATH] [the task flags above]
 
 the buckets skycompile created (see `skycompile storage --help`):
   skycompile storage ls [--json]
@@ -95,8 +95,8 @@ def _task_flags(p: argparse.ArgumentParser) -> None:
                    help="gzip each output (cloud-init unpacks gzip user data); about a quarter "
                         "of the size. Some platforms damage binary user data: add --base64")
     p.add_argument("--base64", action="store_true",
-                   help="base64-encode each output (after --gzip), for tools that want text "
-                        "(Terraform's user_data_base64)")
+                   help="base64-encode each output (after --gzip), on one line, for APIs and "
+                        "variables that want text")
     p.add_argument("--env", action="append", default=[], metavar="KEY[=VAL]",
                    help="set or override an entry of `envs` (repeatable); KEY alone takes the "
                         "value from your environment")
