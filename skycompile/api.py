@@ -63,6 +63,22 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
     KEY -> None to take the value from this process's environment (`--env KEY`). `cwd`:
     where relative local paths of the task resolve (default: the current directory).
     The environment is read here, once: the compile itself reads only these options."""
+    for name, value in (("--workdir", workdir), ("--git-url", git_url), ("--git-ref", git_ref),
+                        ("--store", store), ("--endpoint-url", endpoint_url),
+                        ("--bucket", bucket), ("--user", node_user),
+                        ("--rclone-mirror", rclone_mirror), ("--format", format),
+                        ("--target", target), ("recompile", recompile)):
+        _text(name, value, optional=name not in ("--user", "--format", "recompile"))
+    if workdir is not None:
+        workdir = os.fspath(workdir)
+    if env is not None and not isinstance(env, Mapping):
+        raise UsageError(f"--env: pass a mapping of names to values, not {type(env).__name__}")
+    for key, value in (env or {}).items():
+        _text(f"--env {key}", value, optional=True)
+    if isinstance(node_ips, (str, bytes)) or not isinstance(node_ips, Sequence):
+        raise UsageError("--node-ips: pass a list of addresses, not one string")
+    for ip in node_ips:
+        _text("--node-ips", ip)
     if num_nodes is not None:
         if isinstance(num_nodes, bool) or not isinstance(num_nodes, int):
             raise UsageError(f"--num-nodes must be a whole number, not {num_nodes!r}")
@@ -91,6 +107,18 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
         recompile=recompile, quiet=quiet, delete=delete,
         packaging=userdata.Packaging(format, gzip, base64), target=target or "",
     )
+
+
+def _text(name: str, value: object, optional: bool = False) -> None:
+    """A keyword that must be a string (or None, when optional), without a NUL."""
+    if value is None and optional:
+        return
+    if isinstance(value, os.PathLike) and name == "--workdir":
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise UsageError(f"{name}: expected a string, not {type(value).__name__}")
+    if "\x00" in value:
+        raise UsageError(f"{name}: a value cannot contain a NUL character")
 
 
 def dump_task(task: Mapping | Sequence[Mapping]) -> str:
@@ -147,6 +175,8 @@ def compile_task(task: TaskInput, *, dry_run: bool = False, options: Options | N
     from .state import State
 
     opts = options or make_options()
+    if dry_run and opts.delete:
+        raise UsageError("--delete acts on buckets: it cannot go with a dry run")
     docs, raw, name = _source(task)
     own_state = state is None
     state = state if state is not None else State()
@@ -249,8 +279,6 @@ def _node_user(name: str) -> str:
 
 
 def _node_ips(ips: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(ips, str):
-        raise UsageError("--node-ips: pass a list of addresses, not one string")
     for ip in ips:
         try:
             ipaddress.ip_address(ip)

@@ -208,8 +208,6 @@ def recompile_line(args: argparse.Namespace) -> str:
     if args.format != "script":
         words += ["--format", args.format]
     words += ["--gzip"] * args.gzip + ["--base64"] * args.base64
-    if args.target:
-        words += ["--target", args.target]
     if args.embed_credentials:
         words.append("--embed-credentials")
     if args.output:
@@ -232,7 +230,8 @@ def options(args: argparse.Namespace) -> Options:
         env=env, workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
         num_nodes=args.num_nodes, store=args.store, endpoint_url=args.endpoint_url,
         bucket=args.bucket, node_user=args.node_user,
-        node_ips=[ip.strip() for ip in args.node_ips.split(",")] if args.node_ips else (),
+        node_ips=[ip.strip() for ip in args.node_ips.split(",")]
+        if args.node_ips is not None else (),
         rclone_mirror=args.rclone_mirror, rclone_sha256=digests,
         embed_credentials=args.embed_credentials, delete=args.delete, quiet=args.quiet,
         format=args.format, gzip=args.gzip, base64=args.base64, target=args.target,

@@ -168,6 +168,10 @@ def _check_budget(tasks: list[CompiledTask], opts: Options) -> None:
     """--target: every output fits the cloud's user-data budget, or the compile stops
     before anything is created, uploaded or written."""
     budget, how = userdata.TARGETS[opts.target], opts.packaging
+    if opts.target in userdata.TEXT_ONLY and (how.gzip or how.base64):
+        raise UsageError(f"--target {opts.target}: its user data is a metadata value, text that "
+                         f"cloud-init reads as it is; drop --gzip and --base64 (the budget is "
+                         f"{budget:,} bytes)")
     over = []
     for t in tasks:
         for node, output in enumerate(t.outputs):
@@ -179,9 +183,11 @@ def _check_budget(tasks: list[CompiledTask], opts: Options) -> None:
         return
     lines = [f"--target {opts.target}: user data may have at most {budget:,} bytes, but"]
     lines += [f"  {where}: {size['payload_bytes']:,} bytes"
-              + ("" if how.gzip else f" ({size['gzip_bytes']:,} with --gzip)")
+              + ("" if how.gzip or opts.target in userdata.TEXT_ONLY
+                 else f" ({size['gzip_bytes']:,} with --gzip)")
               for where, size in over]
-    fits = all(size["targets"][opts.target]["fits_gzipped"] for _, size in over)
+    fits = opts.target not in userdata.TEXT_ONLY and \
+        all(size["targets"][opts.target]["fits_gzipped"] for _, size in over)
     lines.append("Add --gzip (cloud-init unpacks it)." if fits and not how.gzip else
                  "It does not fit even gzip-compressed: pass the script another way than "
                  "user data (copy it to the node, or have the user data fetch it).")

@@ -1,9 +1,9 @@
 """Where the scripts go as user data: the output formats, and each cloud's size budget.
 
 Formats (`Packaging`): the node script as it is (`script`), or a cloud-init MIME
-multipart message (`cloud-init`) whose `text/x-shellscript-per-instance` part is the node
-script (up, once per instance) and whose `text/x-shellscript-per-boot` part runs
-`remount` at every later boot. Either may be gzip-compressed (cloud-init unpacks gzip user
+multipart message (`cloud-init`) whose `text/x-shellscript` part is the node script (up,
+once per instance) and whose `text/x-shellscript-per-boot` part runs `remount` at every
+later boot. Either may be gzip-compressed (cloud-init unpacks gzip user
 data) and then base64-encoded (for APIs and tools that want text, or platforms that damage
 binary user data; one line). Every form is byte-stable: golden checks compare them.
 
@@ -30,6 +30,9 @@ TARGETS: dict[str, int] = {
     "azure": 65535,
     "openstack": 65535 // 4 * 3,
 }
+# A GCE metadata value is text, and cloud-init reads it as it is (base64 only with a second
+# key, user-data-encoding): neither gzip nor base64 output can go there.
+TEXT_ONLY = frozenset({"gcp"})
 FORMATS = ("script", "cloud-init")
 
 
@@ -56,7 +59,10 @@ def package(script: str, boot_hook: str | None, name: str, how: Packaging) -> by
     with it (cloud-init writes them under those names)."""
     data = script.encode()
     if how.format == "cloud-init":
-        parts = [("text/x-shellscript-per-instance", f"{name}.sh", data)]
+        # text/x-shellscript runs once per instance with every cloud-init (Amazon Linux 2
+        # ships 19.3); the per-boot type needs 22.1 or newer, and an older one skips only
+        # that part.
+        parts = [("text/x-shellscript", f"{name}.sh", data)]
         if boot_hook is not None:
             parts.append(("text/x-shellscript-per-boot", f"{name}-remount.sh",
                           boot_hook.encode()))
@@ -105,7 +111,8 @@ def gzipped(data: bytes) -> bytes:
 def sizes(output: bytes, how: Packaging = Packaging()) -> dict:
     """{"bytes", "payload_bytes", "gzip_bytes", "sha256", "targets": {target: {"budget",
     "fits", "fits_gzipped"}}} of one node's output. `fits` compares the payload (the output
-    before base64), `fits_gzipped` what --gzip would make of it."""
+    before base64), `fits_gzipped` what --gzip would make of it (for a TEXT_ONLY target,
+    which takes no gzip, the same as `fits`)."""
     data = payload(output, how)
     packed = len(data) if how.gzip else len(gzipped(data))
     return {
@@ -114,6 +121,6 @@ def sizes(output: bytes, how: Packaging = Packaging()) -> dict:
         "gzip_bytes": packed,
         "sha256": hashlib.sha256(output).hexdigest(),
         "targets": {name: {"budget": budget, "fits": len(data) <= budget,
-                           "fits_gzipped": packed <= budget}
+                           "fits_gzipped": (len(data) if name in TEXT_ONLY else packed) <= budget}
                     for name, budget in TARGETS.items()},
     }

@@ -83,6 +83,14 @@ def test_a_list_of_mappings_is_a_pipeline(project):
     assert [t.subdir for t in result.tasks] == ["0-one", "1-two"]
 
 
+def test_workdir_may_be_a_path_and_delete_needs_a_real_run(project):
+    opts = skycompile.make_options(workdir=Path("src"))
+    assert opts.workdir == "src"
+    with pytest.raises(UsageError, match="--delete acts on buckets"):
+        skycompile.compile_task("task.yaml", dry_run=True,
+                                options=skycompile.make_options(delete=True))
+
+
 def test_options_change_the_compile(project):
     opts = skycompile.make_options(num_nodes=3, env={"A": "1"}, node_user="alice")
     [task] = skycompile.load_task("task.yaml", options=opts)
@@ -130,6 +138,11 @@ def test_errors_are_the_command_lines(project):
     ({"endpoint_url": "s3.example.com"}, "is not an http(s) URL"),
     ({"rclone_sha256": {"amd64": "a" * 64}}, "describes a mirror's archive"),
     ({"rclone_mirror": "ftp://m"}, "give an http://, https:// or file:// base URL"),
+    ({"node_user": None}, "--user: expected a string, not NoneType"),
+    ({"bucket": 3}, "--bucket: expected a string, not int"),
+    ({"env": [("A", "b")]}, "--env: pass a mapping"),
+    ({"env": {"A": "x\x00y"}}, "--env A: a value cannot contain a NUL character"),
+    ({"node_ips": ["10.0.0.1", ""]}, "'' is not an IP address"),
 ])
 def test_make_options_checks_like_the_flags(kw, message):
     with pytest.raises(UsageError, match=None) as e:

@@ -55,7 +55,7 @@ def test_two_parts_carry_the_script_and_the_boot_hook(task, cli):
     assert "script: out/node-0.user-data" in result.out
     data = Path("out/node-0.user-data").read_bytes()
     (per_instance, name0, script), (per_boot, name1, hook) = parts(data)
-    assert (per_instance, name0) == ("text/x-shellscript-per-instance",
+    assert (per_instance, name0) == ("text/x-shellscript",
                                      "skycompile-ci-node-0.sh")
     assert (per_boot, name1) == ("text/x-shellscript-per-boot", "skycompile-ci-node-0-remount.sh")
     # the script part is the script format's bytes but for the regenerate line's flags
@@ -72,7 +72,7 @@ def test_a_task_without_mounts_has_no_boot_part(task, cli):
     name = task("file_mounts:\n  /data: s3://inputs\nrun: echo hi\n")
     assert cli(name, "--dry-run", "-o", "out/", "--format", "cloud-init").code == 0
     [(ctype, _, script)] = parts(Path("out/node-0.user-data").read_bytes())
-    assert ctype == "text/x-shellscript-per-instance" and script.startswith(b"#!/usr/bin/env bash")
+    assert ctype == "text/x-shellscript" and script.startswith(b"#!/usr/bin/env bash")
 
 
 def test_non_ascii_and_long_lines_arrive_byte_for_byte(task, cli):
@@ -156,6 +156,14 @@ def test_target_budget_refuses_before_any_side_effect(task, cli, tmp_path):
     result = cli(name, "--dry-run", "-o", "out2/", "--target", "aws", "--gzip")
     assert result.code == 2 and "does not fit even gzip-compressed" in result.err
     assert not Path("out2").exists()
+    # a GCE metadata value is text: no gzip, no base64
+    name = task()
+    for flag in ("--gzip", "--base64"):
+        result = cli(name, "--dry-run", "-o", "out3/", "--target", "gcp", flag)
+        assert result.code == 2 and "drop --gzip and --base64" in result.err
+    assert cli(name, "--dry-run", "-o", "out3/", "--target", "gcp").code == 0
+    # --target checks, it does not shape the output: the header leaves it out
+    assert b"--target" not in Path("out3/node-0.sh").read_bytes()
 
 
 def test_budgets():
@@ -189,8 +197,8 @@ def _cloud_init_available() -> bool:
 def test_cloud_init_places_the_parts_itself(task, cli, tmp_path):
     """Debian's cloud-init (installed by .ci/run) reads the gzip-compressed message with
     its own UserDataProcessor and hands each part to its own handler for that type, which
-    writes it where its scripts_per_boot and scripts_per_instance modules run it: both
-    scripts land there executable, byte for byte."""
+    writes it where its scripts_user and scripts_per_boot modules run it: both scripts
+    land there executable, byte for byte."""
     if not _cloud_init_available():
         pytest.fail("Debian's cloud-init is missing: apt-get install cloud-init (.ci/run does)")
     name = task()
@@ -198,13 +206,13 @@ def test_cloud_init_places_the_parts_itself(task, cli, tmp_path):
     probe = r"""
 import sys
 from cloudinit import helpers, user_data, util
+from cloudinit.handlers.shell_script import ShellScriptPartHandler
 from cloudinit.handlers.shell_script_by_frequency import ShellScriptByFreqPartHandler
 from cloudinit.settings import PER_ALWAYS, PER_INSTANCE
 paths = helpers.Paths({"cloud_dir": sys.argv[2]})
 msg = user_data.UserDataProcessor(paths).process(open(sys.argv[1], "rb").read())
 handlers = {}
-for freq in (PER_ALWAYS, PER_INSTANCE):
-    handler = ShellScriptByFreqPartHandler(freq, paths)
+for handler in (ShellScriptPartHandler(paths), ShellScriptByFreqPartHandler(PER_ALWAYS, paths)):
     handlers.update((ctype, handler) for ctype in handler.list_types())
 for part in msg.walk():
     if part.get_content_maintype() == "multipart":
@@ -218,13 +226,14 @@ for part in msg.walk():
     out = subprocess.run([CLOUD_INIT_PY, "-c", probe, "out/node-0.user-data.gz", str(cloud)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["text/x-shellscript-per-instance",
-                                  "text/x-shellscript-per-boot"]
+    assert out.stdout.split() == ["text/x-shellscript", "text/x-shellscript-per-boot"]
     [(_, _, script), (_, _, hook)] = parts(gzip.decompress(
         Path("out/node-0.user-data.gz").read_bytes()))
-    placed = {p.relative_to(cloud / "scripts"): p for p in (cloud / "scripts").rglob("*.sh")}
-    assert sorted(map(str, placed)) == ["per-boot/skycompile-ci-node-0-remount.sh",
-                                        "per-instance/skycompile-ci-node-0.sh"]
-    assert placed[Path("per-instance/skycompile-ci-node-0.sh")].read_bytes() == script
-    assert placed[Path("per-boot/skycompile-ci-node-0-remount.sh")].read_bytes() == hook
+    placed = {p.relative_to(cloud): p for p in cloud.rglob("*.sh")}
+    # the user script where scripts_user runs it (the instance's scripts folder), the hook
+    # where scripts_per_boot does
+    assert sorted(map(str, placed)) == ["instance/scripts/skycompile-ci-node-0.sh",
+                                        "scripts/per-boot/skycompile-ci-node-0-remount.sh"]
+    assert placed[Path("instance/scripts/skycompile-ci-node-0.sh")].read_bytes() == script
+    assert placed[Path("scripts/per-boot/skycompile-ci-node-0-remount.sh")].read_bytes() == hook
     assert all(p.stat().st_mode & 0o777 == 0o700 for p in placed.values())

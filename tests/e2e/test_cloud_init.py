@@ -1,5 +1,5 @@
 """A node booted from `--format cloud-init` user data, its parts run as cloud-init runs
-them (scripts_per_boot before scripts_per_instance, each an executable file): the first
+them (scripts_per_boot before scripts_user, each an executable file): the first
 boot provisions it, a crash and reboot brings the mounts back through the per-boot part
 with the cached writes still pending uploaded, and after `down` a reboot mounts nothing."""
 from __future__ import annotations
@@ -35,9 +35,13 @@ def user_data(compile_cli, *flags: str) -> dict[str, tuple[str, bytes]]:
 
 
 def run_part(node, parts: dict, kind: str):
-    """cloud-init's scripts_per_<kind>: the part as an executable file, run as root."""
-    name, body = parts[f"text/x-shellscript-per-{kind}"]
-    path = f"/var/lib/cloud/scripts/per-{kind}/{name}"
+    """The part as cloud-init runs it, an executable file run as root: "boot" is
+    scripts_per_boot's, "instance" the user script that scripts_user runs once per
+    instance (after scripts_per_boot on the first boot)."""
+    ctype, folder = {"boot": ("text/x-shellscript-per-boot", "/var/lib/cloud/scripts/per-boot"),
+                     "instance": ("text/x-shellscript", "/var/lib/cloud/instance/scripts")}[kind]
+    name, body = parts[ctype]
+    path = f"{folder}/{name}"
     node.put(path, body, 0o700)
     return node.run(path, timeout=600)
 
@@ -62,7 +66,7 @@ def test_per_boot_part_remounts_after_a_reboot_and_pending_uploads_resume(
     assert node.path("/root/runs").read_text() == "ran\n"
     kept = node.path("/var/lib/skycompile/booted/node.sh")
     assert kept.stat().st_mode & 0o777 == 0o700
-    _, original = parts["text/x-shellscript-per-instance"]
+    _, original = parts["text/x-shellscript"]
     # the copy is the script without its rclone settings (remount uses the config up wrote)
     assert b"  readonly -a RCLONE_CONF_LINES=()\n" in kept.read_bytes()
     assert b"'type = s3'" in original and b"'type = s3'" not in kept.read_bytes()
@@ -109,7 +113,7 @@ def test_a_script_run_from_a_pipe_keeps_no_copy_and_says_so(s3, node, compile_us
     s3.bucket("inputs")
     s3.bucket("results")
     parts = user_data(compile_user_data)
-    _, script = parts["text/x-shellscript-per-instance"]
+    _, script = parts["text/x-shellscript"]
     node.put("/root/boot.sh", script, 0o700)
     res = node.sh("bash <(cat /root/boot.sh)")
     assert res.returncode == 0, res.stderr

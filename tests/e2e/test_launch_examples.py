@@ -79,7 +79,7 @@ def test_aws_run_instances_launches_with_the_user_data(serve, tmp_path):
     data = base64.b64decode(raw["UserData"]["Value"])
     assert data[:2] == b"\x1f\x8b" and len(data) <= 16384
     parts = mime_parts(gzip.decompress(data))
-    script = parts["text/x-shellscript-per-instance"]
+    script = parts["text/x-shellscript"]
     assert b"readonly SLUG='quickstart'" in script
     assert b"remount" in parts["text/x-shellscript-per-boot"]
     # the apply phase ran against the same endpoint: the workdir is in its bucket
@@ -123,7 +123,7 @@ def test_gcloud_gets_the_metadata_file(tmp_path):
     args = (tmp_path / "args").read_text().splitlines()
     assert args[:4] == ["compute", "instances", "create", "vm1"]
     data = (tmp_path / "user-data").read_bytes()
-    assert len(data) <= 262144 and "text/x-shellscript-per-instance" in mime_parts(data)
+    assert len(data) <= 262144 and "text/x-shellscript" in mime_parts(data)
 
 
 def test_ci_job_runs_its_check(tmp_path, cli, monkeypatch):

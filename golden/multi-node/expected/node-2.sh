@@ -658,10 +658,12 @@ cmd_remount() {
 # A copy of this script where it survives a reboot, for remount (a launcher may run the
 # script from a temporary file), without the rclone settings: remount uses the config up
 # wrote, and with --embed-credentials they hold keys, which must stay in that 0600 file
-# alone. write_rclone_config has checked that no setting spans lines, so the block ends at
-# the first line that closes it. Also clears down's mark: after this up, a reboot mounts.
+# alone. write_rclone_config has checked that no setting spans lines, so the first such
+# block (the real one: only comments and checked values come before it) ends at the first
+# line that closes it; a task's text that repeats those lines later is left alone. Also
+# clears down's mark: after this up, a reboot mounts again.
 keep_copy() {
-  local self=${BASH_SOURCE[0]:-} line skip=0
+  local self=${BASH_SOURCE[0]:-} line skip=0 stripped=0
   rm -f -- "$DOWN_MARK"
   if [[ -z $self || ! -f $self || ! -r $self ]]; then
     warn "this script was not run from a file (a pipe?), so no copy is kept for remount: after a reboot, run it again to mount the storage"
@@ -669,21 +671,26 @@ keep_copy() {
   fi
   if [[ $self -ef $SELF_COPY ]]; then return 0; fi
   mkdir -p -- "$STATE_DIR"
-  chmod 0700 -- "$STATE_DIR"
   (
     umask 077
     while IFS= read -r line || [[ -n $line ]]; do
       if ((skip)); then
         if [[ $line == '  )' ]]; then skip=0; fi
-      elif [[ $line == '  readonly -a RCLONE_CONF_LINES=(' ]]; then
+      elif ((!stripped)) && [[ $line == '  readonly -a RCLONE_CONF_LINES=(' ]]; then
         printf '%s\n' '  readonly -a RCLONE_CONF_LINES=()'
         skip=1
+        stripped=1
       else
         printf '%s\n' "$line"
       fi
     done <"$self" >"$SELF_COPY.tmp"
   )
   chmod 0700 -- "$SELF_COPY.tmp"
+  if ! bash -n -- "$SELF_COPY.tmp"; then
+    rm -f -- "$SELF_COPY.tmp"
+    warn "could not keep a copy of this script for remount: after a reboot, run it again to mount the storage"
+    return 0
+  fi
   mv -f -- "$SELF_COPY.tmp" "$SELF_COPY"
 }
 
