@@ -63,22 +63,21 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
     KEY -> None to take the value from this process's environment (`--env KEY`). `cwd`:
     where relative local paths of the task resolve (default: the current directory).
     The environment is read here, once: the compile itself reads only these options."""
+    if isinstance(workdir, os.PathLike):
+        workdir = os.fspath(workdir)
+    for name, value in (("--user", node_user), ("--format", format), ("recompile", recompile)):
+        _text(name, value)
     for name, value in (("--workdir", workdir), ("--git-url", git_url), ("--git-ref", git_ref),
                         ("--store", store), ("--endpoint-url", endpoint_url),
-                        ("--bucket", bucket), ("--user", node_user),
-                        ("--rclone-mirror", rclone_mirror), ("--format", format),
-                        ("--target", target), ("recompile", recompile)):
-        _text(name, value, optional=name not in ("--user", "--format", "recompile"))
-    if workdir is not None:
-        workdir = os.fspath(workdir)
+                        ("--bucket", bucket), ("--rclone-mirror", rclone_mirror),
+                        ("--target", target)):
+        if value is not None:
+            _text(name, value)
     if env is not None and not isinstance(env, Mapping):
         raise UsageError(f"--env: pass a mapping of names to values, not {type(env).__name__}")
     for key, value in (env or {}).items():
-        _text(f"--env {key}", value, optional=True)
-    if isinstance(node_ips, (str, bytes)) or not isinstance(node_ips, Sequence):
-        raise UsageError("--node-ips: pass a list of addresses, not one string")
-    for ip in node_ips:
-        _text("--node-ips", ip)
+        if value is not None:
+            _text(f"--env {key}", value)
     if num_nodes is not None:
         if isinstance(num_nodes, bool) or not isinstance(num_nodes, int):
             raise UsageError(f"--num-nodes must be a whole number, not {num_nodes!r}")
@@ -109,12 +108,8 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
     )
 
 
-def _text(name: str, value: object, optional: bool = False) -> None:
-    """A keyword that must be a string (or None, when optional), without a NUL."""
-    if value is None and optional:
-        return
-    if isinstance(value, os.PathLike) and name == "--workdir":
-        value = os.fspath(value)
+def _text(name: str, value: object) -> None:
+    """A keyword that must be a string without a NUL."""
     if not isinstance(value, str):
         raise UsageError(f"{name}: expected a string, not {type(value).__name__}")
     if "\x00" in value:
@@ -279,7 +274,10 @@ def _node_user(name: str) -> str:
 
 
 def _node_ips(ips: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(ips, (str, bytes)) or not isinstance(ips, Sequence):
+        raise UsageError("--node-ips: pass a list of addresses, not one string")
     for ip in ips:
+        _text("--node-ips", ip)
         try:
             ipaddress.ip_address(ip)
         except ValueError:

@@ -985,7 +985,6 @@ keep_copy() {
     warn "this script was not run from a file (a pipe?), so no copy is kept for remount: after a reboot, run it again to mount the storage"
     return 0
   fi
-  if [[ $self -ef $SELF_COPY ]]; then return 0; fi
   mkdir -p -- "$STATE_DIR"
   (
     umask 077
