@@ -16,7 +16,8 @@
 #            run setup (once per content) and run, then wait for uploads to finish
 #   drain    wait until every closed file on MOUNT_CACHED storage is in its bucket
 #   down     drain, then unmount this task's mounts
-#   remount  after a reboot: mount again, nothing else (cloud-init's per-boot part)
+#   remount  after a reboot: mount again, nothing else (cloud-init's per-boot part;
+#            with systemd, each mount's unit also mounts it at boot)
 #   status   show what is mounted, pending and done
 # Safe to run again: each step checks the node's real state first.
 # Log: /var/log/skycompile/$SLUG.log
@@ -111,6 +112,8 @@ readonly STATE_DIR="/var/lib/skycompile/$SLUG"
 # and remount then mounts nothing until the next up.
 readonly SELF_COPY="$STATE_DIR/node.sh"
 readonly DOWN_MARK="$STATE_DIR/down"
+# With systemd, one unit per mount here: skycompile-$SLUG-mN.service.
+readonly UNIT_DIR=/etc/systemd/system
 readonly MOUNT_WAIT=30
 
 # --- helpers ---
@@ -505,22 +508,33 @@ refuse_nonempty() {
 }
 
 start_mount() {
-  local i=$1
-  local src="${M_REMOTE[i]}:${M_PATH[i]}" log_file
+  local i=$1 log_file
   log_file="$LOG_DIR/$SLUG-m$i.log"
+  mkdir -p -- "$LOG_DIR"
+  log "mounting ${M_REMOTE[i]}:${M_PATH[i]} on ${M_LABEL[i]} (${M_MODE[i]})"
+  if use_units; then
+    start_unit "$i"
+    return 0
+  fi
+  local -a args=()
+  mount_args "$i"
+  # The daemon must not keep the caller's stdout and stderr open (cloud-init's or a launcher's
+  # pipe would never see end-of-file), nor the node lock (fd 9).
+  rclone "${args[@]}" --daemon </dev/null >>"$log_file" 2>&1 9>&- ||
+    die_with_log "$log_file" "rclone could not mount ${M_REMOTE[i]}:${M_PATH[i]} on ${M_LABEL[i]}"
+}
+
+# rclone's mount arguments for entry $1 (in the foreground), into the caller's args array.
+mount_args() {
+  local i=$1
+  local src="${M_REMOTE[i]}:${M_PATH[i]}"
   # --devname puts REMOTE:PATH in /proc/self/mountinfo: that is how a re-run knows the mount is ours.
-  local -a args=(mount "$src" "${DEST[i]}" --daemon --allow-other --devname "$src"
-    --dir-cache-time "${M_DIR_CACHE_TIME[i]}" --log-file "$log_file")
+  args=(mount "$src" "${DEST[i]}" --allow-other --devname "$src"
+    --dir-cache-time "${M_DIR_CACHE_TIME[i]}" --log-file "$LOG_DIR/$SLUG-m$i.log")
   if [[ -n $NODE_USER ]]; then
     args+=(--uid "$(id -u -- "$NODE_USER")" --gid "$(id -g -- "$NODE_USER")")
   fi
   args+=(--vfs-cache-mode off)
-  mkdir -p -- "$LOG_DIR"
-  log "mounting $src on ${M_LABEL[i]} (${M_MODE[i]})"
-  # The daemon must not keep the caller's stdout and stderr open (cloud-init's or a launcher's
-  # pipe would never see end-of-file), nor the node lock (fd 9).
-  rclone "${args[@]}" </dev/null >>"$log_file" 2>&1 9>&- ||
-    die_with_log "$log_file" "rclone could not mount $src on ${M_LABEL[i]}"
 }
 
 wait_mounted() {
@@ -591,6 +605,93 @@ unmount_dir() {
     return 0
   fi
   umount -- "$1"
+}
+
+# --- systemd units ---
+# With systemd, each mount is an enabled unit running the kept copy of this script: it comes
+# back at boot, and stopping a MOUNT_CACHED one (down, shutdown) drains it first (README).
+UNITS=""
+use_units() {
+  local name
+  if [[ -z $UNITS ]]; then
+    UNITS=no
+    if [[ ${SKYCOMPILE_SYSTEMD:-1} != 0 && -d /run/systemd/system && -f $SELF_COPY ]] &&
+      command -v systemctl systemd-escape >/dev/null 2>&1; then
+      # A unit would not see credentials in this run's environment.
+      name=$(compgen -e | grep -vx RCLONE_CONFIG | grep -E -m1 '^(AWS|GOOGLE|CLOUDSDK|AZURE|OCI|IBM|RCLONE)_') ||
+        UNITS=yes
+      [[ $UNITS == yes ]] || warn "$name is set in this run's environment, which a systemd unit would not see: mounting with rclone daemons instead"
+    fi
+  fi
+  [[ $UNITS == yes ]]
+}
+
+unit_name() {
+  printf 'skycompile-%s-m%s.service\n' "$SLUG" "$1"
+}
+
+# None of the task's text goes in. After= the mount point's unit: at shutdown this one stops
+# (and drains) before systemd unmounts it.
+unit_text() {
+  local i=$1 after
+  after=$(systemd-escape --path --suffix=mount -- "${DEST[i]}") && [[ -z ${after:255} ]] || after=""
+  printf '%s\n' "# skycompile $SKYCOMPILE_VERSION: up writes it, down removes it" "[Unit]" \
+    "Description=skycompile $SLUG storage m$i (${M_MODE[i]})" "Wants=network-online.target" \
+    "After=network-online.target $after" "[Service]" "Type=notify" \
+    "ExecStart=$BASH $SELF_COPY mount-service $i"
+  printf '%s\n' "[Install]" "WantedBy=multi-user.target"
+}
+
+start_unit() {
+  local i=$1 unit file text
+  unit=$(unit_name "$i")
+  file="$UNIT_DIR/$unit"
+  # systemd starts the unit without HOME: it mounts where this run does.
+  printf '%s' "${DEST[i]}" >"$STATE_DIR/m$i.dest"
+  text=$(unit_text "$i")
+  if [[ ! -f $file || $(<"$file") != "$text" ]]; then
+    printf '%s\n' "$text" >"$file.tmp"
+    mv -f -- "$file.tmp" "$file"
+    systemctl daemon-reload
+  fi
+  systemctl enable --quiet -- "$unit"
+  systemctl start -- "$unit" || die_with_log "$LOG_DIR/$SLUG-m$i.log" "$unit did not start (journalctl -u $unit)"
+}
+
+remove_unit() {
+  local unit
+  unit=$(unit_name "$1")
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now --quiet -- "$unit" || die "could not stop $unit (journalctl -u $unit)"
+  fi
+  rm -f -- "$UNIT_DIR/$unit" "$STATE_DIR/m$1.dest"
+  if [[ -d /run/systemd/system ]]; then systemctl daemon-reload; fi
+  log "removed $unit"
+}
+
+# The units' commands, for entry $1 at the destination start_unit recorded.
+service_entry() {
+  if [[ ! $1 =~ ^[0-9]+$ ]] || (($1 >= M_COUNT)) || [[ ${M_MODE[$1]} == COPY ]]; then
+    die "this script mounts no storage m$1"
+  fi
+  resolve_paths
+  if [[ -f $STATE_DIR/m$1.dest ]]; then DEST[$1]=$(<"$STATE_DIR/m$1.dest"); fi
+  mkdir -p -- "$RUN_DIR" "$LOG_DIR"
+}
+
+# ExecStart: rclone in the foreground, telling systemd when the mount is up (Type=notify).
+cmd_mount_service() {
+  local i=$1
+  service_entry "$i"
+  case $(mount_state "$i") in
+    ours | other) die "${M_LABEL[i]} (${DEST[i]}) is mounted already" ;;
+    stale) unmount_dir "${DEST[i]}" || die "could not unmount the dead mount on ${M_LABEL[i]}" ;;
+  esac
+  refuse_nonempty "$i"
+  make_dir "${DEST[i]}"
+  local -a args=()
+  mount_args "$i"
+  exec rclone "${args[@]}" </dev/null >>"$LOG_DIR/$SLUG-m$i.log" 2>&1
 }
 
 # --- task environment ---
@@ -785,6 +886,13 @@ unmount_all() {
 
 unmount_one() {
   local i=$1
+  if [[ -f $UNIT_DIR/$(unit_name "$i") ]]; then
+    remove_unit "$i"
+    if [[ $(mount_state "$i") == none ]]; then
+      log "unmounted ${M_LABEL[i]}"
+      return 0
+    fi
+  fi
   case $(mount_state "$i") in
     ours | stale)
       unmount_dir "${DEST[i]}" ||
@@ -804,15 +912,23 @@ cmd_status() {
   printf 'skycompile %s, task sha256 %s, node %s of %s\n' \
     "$SKYCOMPILE_VERSION" "$TASK_SHA256" "$NODE_INDEX" "$NODE_COUNT"
   printf 'user: %s (home %s)\n' "${NODE_USER:-$(id -un)}" "$TARGET_HOME"
-  local i
+  local i unit units=0
   for i in "${!M_MODE[@]}"; do
     printf 'm%s %s %s:%s -> %s: %s\n' "$i" "${M_MODE[i]}" "${M_REMOTE[i]}" "${M_PATH[i]}" \
       "${M_LABEL[i]}" "$(mount_status "$i")"
+    if [[ ${M_MODE[i]} != COPY && -f $UNIT_DIR/$(unit_name "$i") ]]; then
+      unit=$(unit_name "$i")
+      printf '  unit: %s (%s, %s)\n' "$unit" "$(systemctl is-active -- "$unit" 2>/dev/null || true)" \
+        "$(systemctl is-enabled -- "$unit" 2>/dev/null || true)"
+      units=1
+    fi
     error=$(last_line ' ERROR : ' "$LOG_DIR/$SLUG-m$i.log")
     if [[ -n $error ]]; then printf '  last rclone error: %s\n' "$error"; fi
   done
   if [[ -e $DOWN_MARK ]]; then
     printf 'after a reboot: nothing is mounted (down was run; up mounts again)\n'
+  elif ((units)); then
+    printf 'after a reboot: the units above mount again (systemd starts them at boot)\n'
   elif [[ -f $SELF_COPY ]]; then
     printf 'after a reboot: "%s remount" mounts again (the cloud-init output runs it at boot)\n' "$SELF_COPY"
   else
@@ -873,6 +989,16 @@ usage_error() {
 
 main() {
   local cmd="" no_run=0 setup_mode=auto arg
+  local entry=""
+  # The systemd units' own commands (not for people): mount-service N, drain-service N.
+  case ${1:-} in
+    mount-service)
+      [[ $# == 2 ]] || usage_error "$1 takes one argument: the storage entry"
+      cmd=$1
+      entry=$2
+      shift 2
+      ;;
+  esac
   for arg in "$@"; do
     case $arg in
       up | drain | down | remount | status)
@@ -924,6 +1050,10 @@ main() {
       cmd_remount
       ;;
     status) cmd_status ;;
+    mount-service)
+      require_root "$@"
+      cmd_mount_service "$entry"
+      ;;
   esac
 }
 

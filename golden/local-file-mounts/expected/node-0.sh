@@ -26,7 +26,8 @@
 #            run setup (once per content) and run, then wait for uploads to finish
 #   drain    wait until every closed file on MOUNT_CACHED storage is in its bucket
 #   down     drain, then unmount this task's mounts
-#   remount  after a reboot: mount again, nothing else (cloud-init's per-boot part)
+#   remount  after a reboot: mount again, nothing else (cloud-init's per-boot part;
+#            with systemd, each mount's unit also mounts it at boot)
 #   status   show what is mounted, pending and done
 # Safe to run again: each step checks the node's real state first.
 # Log: /var/log/skycompile/$SLUG.log
