@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import hashlib
 import ipaddress
 import os
 import re
@@ -114,6 +115,8 @@ def _text(name: str, value: object) -> None:
         raise UsageError(f"{name}: expected a string, not {type(value).__name__}")
     if "\x00" in value:
         raise UsageError(f"{name}: a value cannot contain a NUL character")
+    if load.SURROGATE.search(value):
+        raise UsageError(f"{name}: a value cannot contain a lone surrogate (not UTF-8 text)")
 
 
 def dump_task(task: Mapping | Sequence[Mapping]) -> str:
@@ -177,7 +180,11 @@ def compile_task(task: TaskInput, *, dry_run: bool = False, options: Options | N
     state = state if state is not None else State()
     try:
         hasher = Hasher(state)
-        compiled = compiler.compile_docs(docs, raw, opts, task_file=name, hasher=hasher)
+        # Task data has no file name: an unnamed task is named after its content instead, so
+        # two such tasks never share a node's state directory, lock and log.
+        stem = None if name != MAPPING_NAME else f"task-{hashlib.sha256(raw).hexdigest()[:12]}"
+        compiled = compiler.compile_docs(docs, raw, opts, task_file=name, hasher=hasher,
+                                         stem=stem)
         save_hashes(hasher, required=not dry_run)
         if dry_run:
             return compiled

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import __version__, api, output, storage, userdata
+from . import __version__, api, load, output, storage, userdata
 from .compiler import apply_plans, compile_file
 from .errors import (EXIT_FAILURE, EXIT_OK, SkycompileError, TaskError,
                      UsageError)
@@ -225,6 +225,9 @@ def options(args: argparse.Namespace) -> Options:
     digests = {}
     for item in args.rclone_sha256:
         arch, _, digest = item.partition("=")
+        if arch in digests:  # else a bad first value would hide behind a good second one
+            raise UsageError(f"--rclone-sha256 {arch}=... is given twice; give each "
+                             f"architecture once")
         digests[arch] = digest
     return api.make_options(
         env=env, workdir=args.workdir, git_url=args.git_url, git_ref=args.git_ref,
@@ -310,9 +313,13 @@ def _sizes_table(outputs: tuple[bytes, ...], how: userdata.Packaging) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    for arg in argv:  # only an API caller can pass one: a real command line cannot hold NUL
-        if "\x00" in arg:
+    for arg in argv:
+        if "\x00" in arg:  # only an API caller can pass one: a real command line cannot
             raise UsageError(f"{arg!r}: an argument cannot contain a NUL character")
+        if load.SURROGATE.search(arg):  # bytes that are not UTF-8, as Python decodes them
+            raise UsageError(f"{arg!r}: an argument must be UTF-8 text (the scripts are UTF-8, "
+                             f"and their header repeats the command line); rename the file "
+                             f"or fix the value")
     if argv[:1] == ["storage"]:
         return run_storage(argv[1:])
     if argv[:1] == ["plan"]:

@@ -128,7 +128,8 @@ def some_task_documents(docs: list[Document], task_file: str) -> tuple[str, list
 
 
 def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: str,
-                 hasher=None) -> Compiled:
+                 hasher=None, stem: str | None = None) -> Compiled:
+    """`stem`: what names an unnamed task on the node (default: the task file's stem)."""
     header, task_docs = some_task_documents(docs, task_file)
     tasks = check(task_docs, opts)
     plans = [_make_plan(t, task_docs, hasher) for t in tasks]
@@ -136,7 +137,7 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
         plans = [plan.with_credentials(p, _key_reader(opts)) for p in plans]
     _check_uploads(plans, task_docs)
     sha = hashlib.sha256(raw).hexdigest()
-    ids = _state_ids(tasks, Path(task_file).stem)
+    ids = _state_ids(tasks, Path(task_file).stem if stem is None else stem)
     for t in tasks:
         if opts.node_ips and len(opts.node_ips) != t.num_nodes:
             raise UsageError(f"--node-ips lists {len(opts.node_ips)} address(es), but "

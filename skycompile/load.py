@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
 MAX_NODES = 50_000  # values built, aliases counted at every use (YAML bomb bound)
 MAX_DEPTH = 64
+SURROGATE = re.compile("[\ud800-\udfff]")  # half of a UTF-16 pair, alone
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ class _Builder:
         if isinstance(value, str) and "\x00" in value:
             self._problem(node, "the value contains a NUL character, which no shell script can hold",
                           "Remove the \\0 escape.", path)
+        elif isinstance(value, str) and SURROGATE.search(value):
+            self._problem(node, "the value contains a lone surrogate (an escape like \\udc80), "
+                          "which is not a character and cannot be written as UTF-8",
+                          "Write the character itself, or its \\U escape.", path)
         return value
 
     def _pairs(self, node: yaml.MappingNode):

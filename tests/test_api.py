@@ -76,6 +76,19 @@ def test_task_data_compiles_like_its_yaml(project):
         list(from_file.tasks[0].scripts)
 
 
+def test_unnamed_task_data_is_named_after_its_content(project):
+    """Two unnamed tasks never share a node's state (a file's stem names one from a file);
+    the header says the command line was not recorded rather than showing ''."""
+    one = skycompile.compile_task({"run": "echo one"}, dry_run=True).tasks[0]
+    two = skycompile.compile_task({"run": "echo two"}, dry_run=True).tasks[0]
+    again = skycompile.compile_task({"run": "echo one"}, dry_run=True).tasks[0]
+    assert one.state_id.startswith("task-") and two.state_id.startswith("task-")
+    assert one.state_id != two.state_id and one.state_id == again.state_id
+    assert f"readonly SLUG='{one.state_id}'" in one.scripts[0]
+    assert "# Regenerate with: (not recorded: compiled through the Python API)\n" in \
+        one.scripts[0]
+
+
 def test_a_list_of_mappings_is_a_pipeline(project):
     result = skycompile.compile_task([{"name": "one", "run": "a"}, {"name": "two", "run": "b"}],
                                      dry_run=True)
@@ -142,6 +155,7 @@ def test_errors_are_the_command_lines(project):
     ({"bucket": 3}, "--bucket: expected a string, not int"),
     ({"env": [("A", "b")]}, "--env: pass a mapping"),
     ({"env": {"A": "x\x00y"}}, "--env A: a value cannot contain a NUL character"),
+    ({"env": {"A": "x\udcffy"}}, "--env A: a value cannot contain a lone surrogate"),
     ({"node_ips": ["10.0.0.1", ""]}, "'' is not an IP address"),
 ])
 def test_make_options_checks_like_the_flags(kw, message):

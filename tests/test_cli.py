@@ -292,6 +292,9 @@ NODE_FLAG_ERRORS = [
     (["--rclone-mirror", "ftp://mirror"], "give an http://, https:// or file:// base URL"),
     (["--rclone-mirror", "http://m", "--rclone-sha256", "x86=" + "a" * 64],
      "expected amd64=HEX or arm64=HEX"),
+    (["--rclone-mirror", "http://m", "--rclone-sha256", "amd64=bad",
+      "--rclone-sha256", "amd64=" + "a" * 64], "--rclone-sha256 amd64=... is given twice"),
+    (["--env", "X=\udcff"], "an argument must be UTF-8 text"),
 ]
 
 
