@@ -59,11 +59,14 @@ def rclone_pin(mirror: str = "", sha256: dict[str, str] | None = None) -> dict:
 
 
 def q(value: object) -> str:
-    """Quote any value as one bash word. The only way task values enter a script."""
+    """Quote any value as one bash word. The only way task values enter a script. A carriage
+    return is written as $'\\r', so that no script holds one: editors that normalise line
+    ends, git's autocrlf, and cloud-init's dos2unix (for a part whose first line ends in
+    CRLF) would each change the value."""
     text = str(value)
     if "\x00" in text:
         raise RenderError("a value with a NUL byte cannot be put in a shell script")
-    return "'" + text.replace("'", "'\"'\"'") + "'"
+    return "'" + text.replace("'", "'\"'\"'").replace("\r", "'$'\\r''") + "'"
 
 
 class _BytecodeCache(jinja2.FileSystemBytecodeCache):

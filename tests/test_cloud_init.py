@@ -198,10 +198,11 @@ def test_cloud_init_places_the_parts_itself(task, cli, tmp_path):
     """Debian's cloud-init (installed by .ci/run) reads the gzip-compressed message with
     its own UserDataProcessor and hands each part to its own handler for that type, which
     writes it where its scripts_user and scripts_per_boot modules run it: both scripts
-    land there executable, byte for byte."""
+    land there executable, byte for byte, even with a CRLF in the task's text, which the
+    script holds as $'\\r' (no raw carriage return that line-end conversions could touch)."""
     if not _cloud_init_available():
         pytest.fail("Debian's cloud-init is missing: apt-get install cloud-init (.ci/run does)")
-    name = task()
+    name = task(CACHED.replace("run: echo hi", 'run: "printf \'a\\r\\nb\' >/tmp/crlf"'))
     assert cli(name, "--dry-run", "-o", "out/", "--format", "cloud-init", "--gzip").code == 0
     probe = r"""
 import sys
@@ -237,3 +238,8 @@ for part in msg.walk():
     assert placed[Path("instance/scripts/skycompile-ci-node-0.sh")].read_bytes() == script
     assert placed[Path("scripts/per-boot/skycompile-ci-node-0-remount.sh")].read_bytes() == hook
     assert all(p.stat().st_mode & 0o777 == 0o700 for p in placed.values())
+    assert b"\r" not in script
+    run = subprocess.run(["bash", "-c", 'SKYCOMPILE_SOURCED=1 source "$1"; printf %s "$RUN_SCRIPT"',
+                          "probe", str(placed[Path("instance/scripts/skycompile-ci-node-0.sh")])],
+                         capture_output=True, check=True).stdout
+    assert run == b"printf 'a\r\nb' >/tmp/crlf"
