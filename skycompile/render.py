@@ -136,6 +136,7 @@ def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node
         "envs": [list(kv) for kv in t.envs],
         "runtime_envs": [{"name": n, "required": r} for n, r in t.runtime_envs],
         "setup": t.setup, "run": t.run,
+        "stub": False,  # True: steps/helpers.sh.j2 leaves out the lock and path steps
     }
 
 
