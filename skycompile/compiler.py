@@ -195,9 +195,17 @@ def _check_budget(tasks: list[CompiledTask], opts: Options) -> None:
               for where, size in over]
     fits = opts.target not in userdata.TEXT_ONLY and \
         all(size["targets"][opts.target]["fits_gzipped"] for _, size in over)
-    lines.append("Add --gzip (cloud-init unpacks it)." if fits and not how.gzip else
-                 "It does not fit even gzip-compressed: pass the script another way than "
-                 "user data (copy it to the node, or have the user data fetch it).")
+    stub_text = ("pass --stub: the compile uploads each node's script to the task's bucket "
+                 "and the user data is a small stub that downloads it, checks its SHA-256 "
+                 "and runs it")
+    if fits and not how.gzip:
+        lines.append("Add --gzip (cloud-init unpacks it)" +
+                     ("." if opts.stub else f", or {stub_text}."))
+    elif not opts.stub:
+        lines.append(f"It does not fit even gzip-compressed: {stub_text}.")
+    else:
+        lines.append("Even the --stub output does not fit: pass it another way than user "
+                     "data (copy it to the node).")
     raise UsageError("\n".join(lines))
 
 
