@@ -5,6 +5,7 @@ SHA-256 and runs it with its own arguments; a re-run downloads nothing; a script
 in the bucket is refused and nothing runs; --delete never removes the scripts."""
 from __future__ import annotations
 
+import email
 import hashlib
 import re
 
@@ -231,3 +232,34 @@ def test_on_gcs(serve, tmp_path, monkeypatch, cli, plain_node):
     assert plain_node.path("/root/runs").read_text() == "ran\n"
     conf = plain_node.path("/etc/skycompile/gstub/stub-rclone.conf").read_text()
     assert "type = google cloud storage" in conf and "anonymous = true" in conf
+
+
+def test_cloud_init_stub_then_a_reboot(s3, node, compile_task):
+    """--stub --format cloud-init: the per-instance part (the stub) brings the node up
+    through the full script, whose up keeps the copy that the unchanged per-boot part runs
+    with remount after a reboot."""
+    from .test_cloud_init import TASK as BOOTED, run_part
+
+    (s3.bucket("inputs") / "hello.txt").write_text("hello\n")
+    s3.bucket("results")
+    [data] = compile_task(BOOTED, "--stub", "--format", "cloud-init", apply=True, raw=True)
+    msg = email.message_from_bytes(data)
+    parts = {p.get_content_type(): (p.get_filename(), p.get_payload(decode=True))
+             for p in msg.get_payload()}
+    _, stub = parts["text/x-shellscript"]
+    assert b"# A stub (--stub)" in stub
+
+    up = run_part(node, parts, "instance")
+    assert up.returncode == 0, up.stderr
+    assert node.path("/root/runs").read_text() == "ran\n"
+    assert node.path("/data/hello.txt").read_text() == "hello\n"
+    kept = node.path("/var/lib/skycompile/booted/node.sh")
+    assert kept.exists()  # the full script's copy for remount, not the stub's
+    assert b"readonly RUN_SCRIPT=" in kept.read_bytes()
+
+    node.reboot()
+    boot = run_part(node, parts, "boot")
+    assert boot.returncode == 0, boot.stderr
+    assert "remount: done" in boot.stderr
+    assert node.path("/data/hello.txt").read_text() == "hello\n"
+    assert node.path("/root/runs").read_text() == "ran\n"
