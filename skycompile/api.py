@@ -10,6 +10,10 @@
             ...                                          # the bash text of node-<node>.sh
     print(json.dumps(skycompile.plan_json(result)))      # what `skycompile plan --json` prints
 
+    stubbed = skycompile.compile_task("task.yaml", options=skycompile.make_options(stub=True))
+    # per task: .scripts are the full scripts, now in the task's bucket (.stub_objects);
+    # .outputs the stubs to hand to the nodes (as bytes, packaged as the options say)
+
 A task is a path to a task file, or its data: one mapping (a task), or a list of mappings
 (a pipeline, as the documents of one file). Data is compiled as its YAML dump, so errors
 in it point at lines of that dump (`dump_task` shows it) and name the field.
@@ -57,12 +61,15 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
                  rclone_sha256: Mapping[str, str] | None = None,
                  embed_credentials: bool = False, delete: bool = False, quiet: bool = True,
                  format: str = "script", gzip: bool = False, base64: bool = False,
-                 target: str | None = None, cwd: str | os.PathLike | None = None,
-                 recompile: str = "") -> Options:
+                 target: str | None = None, stub: bool = False,
+                 cwd: str | os.PathLike | None = None, recompile: str = "") -> Options:
     """Everything a compile depends on besides the task, checked; each keyword is the
     command line's flag of the same name (`skycompile --help`). `env`: KEY -> value, or
     KEY -> None to take the value from this process's environment (`--env KEY`). `cwd`:
     where relative local paths of the task resolve (default: the current directory).
+    `stub`: each node's output is a small script that downloads its full script from the
+    task's bucket (uploaded by a compile without `dry_run`), checks its SHA-256 and runs
+    it; not with `embed_credentials`.
     The environment is read here, once: the compile itself reads only these options."""
     if isinstance(workdir, os.PathLike):
         workdir = os.fspath(workdir)
@@ -88,6 +95,8 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
         raise UsageError(f"--format {format!r}: choose one of {', '.join(userdata.FORMATS)}")
     if target is not None and target not in userdata.TARGETS:
         raise UsageError(f"--target {target!r}: choose one of {', '.join(userdata.TARGETS)}")
+    if stub and embed_credentials:
+        raise UsageError(STUB_WITH_KEYS)
     mirror = _mirror(rclone_mirror)
     from .stores import names, store_envs
     if store is not None and store.lower() not in names():
@@ -106,7 +115,15 @@ def make_options(*, env: Mapping[str, str | None] | None = None, workdir: str | 
         credential_env=tuple(sorted(os.environ.items())) if embed_credentials else (),
         recompile=recompile, quiet=quiet, delete=delete,
         packaging=userdata.Packaging(format, gzip, base64), target=target or "",
+        stub=bool(stub),
     )
+
+
+STUB_WITH_KEYS = (
+    "--stub cannot go with --embed-credentials: the full scripts it uploads to the task's "
+    "bucket would carry this machine's storage keys into that bucket, and the stubs would "
+    "need keys of their own to download them. Give the nodes an instance role (or the "
+    "store's credentials in their environment) and drop --embed-credentials, or drop --stub")
 
 
 def _text(name: str, value: object) -> None:
@@ -167,7 +184,10 @@ def compile_task(task: TaskInput, *, dry_run: bool = False, options: Options | N
     """Check, plan and render the task; then, unless `dry_run`, create or reuse its buckets
     and upload its local sources (the command line's apply phase; progress goes to stderr
     unless the options are quiet, as they are by default). Returns, per task of the file,
-    its plan and its scripts (node 0 first); `Compiled.applied` holds apply's counts.
+    its plan, its scripts (`.scripts`, node 0 first) and what is written per node
+    (`.outputs`: the scripts packaged as the options say; with `stub`, the stubs, while
+    `.scripts` are the full scripts uploaded, unless `dry_run`, as `.stub_objects`);
+    `Compiled.applied` holds apply's counts.
     `state`: a `skycompile.state.State` (default: the user's state directory, or
     $SKYCOMPILE_STATE_DIR), the hash cache and the record of buckets created."""
     from .state import State
@@ -251,6 +271,8 @@ def _task_json(ct: CompiledTask, how: userdata.Packaging) -> dict:
         "notes": list(t.notes),
         "nodes": [{"index": i, **userdata.sizes(output, how)}
                   for i, output in enumerate(ct.outputs)],
+        "stub": [{"node": o.node, "uri": o.uri, "bytes": o.size, "sha256": o.sha256}
+                 for o in ct.stub_objects] if ct.stub_objects else None,
     }
 
 

@@ -7,7 +7,10 @@
 3. Each local source is uploaded incrementally: an object is sent only when missing or
    different (size and content tag against the manifest's hashes, which the hash cache
    answers for unchanged files). Remote objects are deleted only with `--delete`, and
-   only under the prefix of an upload, when no local file of the task maps to them.
+   only under the prefix of an upload, when no local file of the task maps to them, and
+   never under `skycompile/` (stub.PREFIX), where --stub keeps the node scripts.
+4. --stub: each node's full script goes to the task's bucket (`stub.upload`), after the
+   local sources it uses.
 
 A bucket the task merely reads on the node (`source: s3://...`) is never touched here.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import sys
 
-from . import stores
+from . import stores, stub
 from .errors import ApplyError
 from .options import Options
 from .progress import Progress
@@ -23,9 +26,12 @@ from .state import State
 from .stores import BucketRef
 
 
-def apply(plans: list, opts: Options, *, state: State | None = None, out=None) -> dict:
-    """Ensure buckets and upload local sources for every plan. Returns counts: uploaded,
-    skipped (already there), bytes (sent), deleted. Messages go to `out` (stderr)."""
+def apply(plans: list, opts: Options, *, state: State | None = None, out=None,
+          objects: list | None = None) -> dict:
+    """Ensure buckets and upload local sources for every plan, then `objects` (--stub's
+    full scripts, stub.StubObject, each into a bucket of the plans). Returns counts:
+    uploaded, skipped (already there), bytes (sent), deleted. Messages go to `out`
+    (stderr)."""
     out = out or sys.stderr
     totals = {"uploaded": 0, "skipped": 0, "bytes": 0, "deleted": 0}
     actions = _actions(plans)
@@ -72,6 +78,17 @@ def apply(plans: list, opts: Options, *, state: State | None = None, out=None) -
                 raise
             for k in totals:
                 totals[k] += counts[k]
+    by_bucket: dict[tuple, list] = {}
+    for obj in objects or ():
+        by_bucket.setdefault((obj.store, obj.bucket, obj.endpoint), []).append(obj)
+    for key, items in by_bucket.items():
+        try:
+            counts = stub.upload(clients[key], items, quiet=opts.quiet, out=out)
+        except BaseException:
+            state.set_status(key[0], key[2], key[1], "UPLOAD_FAILED")
+            raise
+        for k in totals:
+            totals[k] += counts[k]
     for a in actions.values():
         if state.bucket(a.store, a.endpoint, a.bucket):
             state.set_status(a.store, a.endpoint, a.bucket, "READY")
@@ -155,12 +172,13 @@ def _sync(client, upload, plan, opts: Options, out) -> dict:
 
 def _delete_extra(client, upload, plan, remote: dict, out) -> int:
     """--delete: objects under this upload's prefix that no upload of the plan into the
-    same bucket puts there (so two sources sharing a bucket never delete each other's)."""
+    same bucket puts there (so two sources sharing a bucket never delete each other's),
+    except --stub's node scripts: an older stub may still be handed to new nodes."""
     ref = upload.target
     wanted = {_key(u.target.prefix, e.key) for u in plan.uploads
               if (u.target.store, u.target.bucket) == (ref.store, ref.bucket)
               for e in u.manifest.entries}
-    extra = sorted(k for k in remote if k not in wanted)
+    extra = sorted(k for k in remote if k not in wanted and not stub.reserved(k))
     if extra:
         client.delete_keys(extra)
         print(f"skycompile: --delete: removed {len(extra)} object(s) from {client.where} "

@@ -45,6 +45,7 @@ examples:
   skycompile task.yaml --dry-run -o out/
   skycompile task.yaml -o out/ --check          # golden-output check for CI
   skycompile task.yaml -o boot.sh --env BUCKET=my-bucket --num-nodes 1
+  skycompile task.yaml -o out/ --stub --format cloud-init --target aws  # a small user data
 """
 
 
@@ -97,6 +98,11 @@ def _task_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base64", action="store_true",
                    help="base64-encode each output (after --gzip), on one line, for APIs and "
                         "variables that want text")
+    p.add_argument("--stub", action="store_true",
+                   help="upload each node's full script to the task's bucket (--bucket, under "
+                        "skycompile/<task>/) and write instead a small stub that downloads "
+                        "it, checks its SHA-256 and runs it with the same arguments: for "
+                        "user-data budgets. Not with --embed-credentials")
     p.add_argument("--env", action="append", default=[], metavar="KEY[=VAL]",
                    help="set or override an entry of `envs` (repeatable); KEY alone takes the "
                         "value from your environment")
@@ -112,7 +118,8 @@ def _task_flags(p: argparse.ArgumentParser) -> None:
                    help="S3-compatible endpoint for every S3-family storage that sets no "
                         "config.endpoint_url (default: $AWS_ENDPOINT_URL); baked into the scripts")
     p.add_argument("--bucket", metavar="NAME",
-                   help="bucket that carries the local workdir and local file_mounts to the nodes "
+                   help="bucket that carries the local workdir and local file_mounts (and with "
+                        "--stub the node scripts) to the nodes "
                         "(default: skycompile-<user>-<task name>; user from $SKYCOMPILE_USER or "
                         "your login name)")
     p.add_argument("--user", "--node-user", dest="node_user", metavar="USER", default="",
@@ -207,7 +214,7 @@ def recompile_line(args: argparse.Namespace) -> str:
         words += ["--rclone-sha256", item]
     if args.format != "script":
         words += ["--format", args.format]
-    words += ["--gzip"] * args.gzip + ["--base64"] * args.base64
+    words += ["--gzip"] * args.gzip + ["--base64"] * args.base64 + ["--stub"] * args.stub
     if args.embed_credentials:
         words.append("--embed-credentials")
     if args.output:
@@ -238,7 +245,7 @@ def options(args: argparse.Namespace) -> Options:
         rclone_mirror=args.rclone_mirror, rclone_sha256=digests,
         embed_credentials=args.embed_credentials, delete=args.delete, quiet=args.quiet,
         format=args.format, gzip=args.gzip, base64=args.base64, target=args.target,
-        recompile=recompile_line(args))
+        stub=args.stub, recompile=recompile_line(args))
 
 
 PLAN_DESCRIPTION = """The plan of a task file, without touching any cloud: the buckets to create or use, the
@@ -292,7 +299,8 @@ def run_plan(argv: list[str]) -> int:
     for t in compiled.tasks:
         if len(compiled.tasks) > 1:
             sys.stdout.write(f"== task {t.subdir}\n")
-        sys.stdout.write(describe(t.plan, [p.path for p in pairs if p.task is t]))
+        sys.stdout.write(describe(t.plan, [p.path for p in pairs if p.task is t],
+                                  t.stub_objects))
         sys.stdout.write(_sizes_table(t.outputs, opts.packaging))
     return EXIT_OK
 
@@ -361,7 +369,7 @@ def run(argv: list[str] | None = None) -> int:
                 plan_out.write(f"== {name}\n")
             for t in compiled.tasks:
                 shown = [p.path for p in pairs if p.task is t and p.path != "-"]
-                plan_out.write(describe(t.plan, shown))
+                plan_out.write(describe(t.plan, shown, t.stub_objects))
     else:
         for _, compiled in files:
             apply_plans(compiled, opts, state)

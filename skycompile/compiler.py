@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import load, normalize, plan, render, stores, userdata, validation
+from . import load, normalize, plan, render, stores, stub, userdata, validation
 from .errors import Problem, TaskError, UsageError
 from .load import Document
 from .options import Options
@@ -30,10 +30,13 @@ class CompiledTask:
 
     plan: plan.Plan  # buckets, uploads, mounts: what apply and the scripts do
     state_id: str  # the task's name on the node (/var/lib/skycompile/<state_id>, the log)
-    scripts: tuple[str, ...]  # the bash text of node-0.sh, node-1.sh, ...
+    scripts: tuple[str, ...]  # the bash text of node-0.sh, node-1.sh, ... (with --stub: the
+    #                           full scripts that are uploaded)
     subdir: str  # "" for a single-task file; else the task's own output folder
-    outputs: tuple[bytes, ...] = ()  # what is written per node: the scripts as the
-    #                                  options package them (userdata.Packaging)
+    outputs: tuple[bytes, ...] = ()  # what is written per node: the scripts (with --stub,
+    #                                  the stubs) as the options package them (userdata.Packaging)
+    stub_objects: tuple[stub.StubObject, ...] = ()  # --stub: the full scripts as objects in
+    #                                                 the task's bucket, node 0 first
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,12 @@ def compile_docs(docs: list[Document], raw: bytes, opts: Options, *, task_file: 
                                     node_ips=opts.node_ips, rclone=rclone,
                                     recompile=opts.recompile)
         subdir = f"{i}-{sid}" if len(plans) > 1 else ""
-        outputs = tuple(_package(p, sid, k, script, opts) for k, script in enumerate(scripts))
-        out.append(CompiledTask(p, sid, tuple(scripts), subdir, outputs))
+        objects = stub.objects(p, sid, scripts) if opts.stub else ()
+        texts = [render.render_stub(p, obj, task_file=Path(task_file).name, task_sha256=sha,
+                                    state_id=sid, rclone=rclone, recompile=opts.recompile)
+                 for obj in objects] or scripts
+        outputs = tuple(_package(p, sid, k, text, opts) for k, text in enumerate(texts))
+        out.append(CompiledTask(p, sid, tuple(scripts), subdir, outputs, objects))
     if opts.target:
         _check_budget(out, opts)
     return Compiled(tuple(out), sha, header, task_file, opts.packaging)
@@ -189,9 +196,17 @@ def _check_budget(tasks: list[CompiledTask], opts: Options) -> None:
               for where, size in over]
     fits = opts.target not in userdata.TEXT_ONLY and \
         all(size["targets"][opts.target]["fits_gzipped"] for _, size in over)
-    lines.append("Add --gzip (cloud-init unpacks it)." if fits and not how.gzip else
-                 "It does not fit even gzip-compressed: pass the script another way than "
-                 "user data (copy it to the node, or have the user data fetch it).")
+    stub_text = ("pass --stub: the compile uploads each node's script to the task's bucket "
+                 "and the user data is a small stub that downloads it, checks its SHA-256 "
+                 "and runs it")
+    if fits and not how.gzip:
+        lines.append("Add --gzip (cloud-init unpacks it)" +
+                     ("." if opts.stub else f", or {stub_text}."))
+    elif not opts.stub:
+        lines.append(f"It does not fit even gzip-compressed: {stub_text}.")
+    else:
+        lines.append("Even the --stub output does not fit: pass it another way than user "
+                     "data (copy it to the node).")
     raise UsageError("\n".join(lines))
 
 
@@ -234,7 +249,8 @@ def _make_plan(task, docs: list[Document], hasher) -> plan.Plan:
 def _check_uploads(plans: list, docs: list[Document]) -> None:
     """Two uploads that would put different bytes at one object key: the second would
     silently replace the first, so it is an error (equal bytes are fine: SkyPilot's own
-    tests upload overlapping sources into one bucket)."""
+    tests upload overlapping sources into one bucket). With --stub, no upload may put a
+    file where the node scripts go (stub.PREFIX in the task's bucket)."""
     problems = []
     by_index = {d.index: d for d in docs}
     for p in plans:
@@ -244,8 +260,29 @@ def _check_uploads(plans: list, docs: list[Document]) -> None:
                 upload.storage.origin, f"uploads {key!r} into {upload.target.uri}, which "
                 f"{other.label} also uploads with different content",
                 "Use separate buckets, or make the sources agree."))
+        if p.stub is not None:
+            problems += _stub_clashes(p, doc)
     if problems:
         raise TaskError(problems, docs[0].filename)
+
+
+def _stub_clashes(p: plan.Plan, doc: Document) -> list[Problem]:
+    """Uploads into --stub's bucket that would put files under its node scripts' prefix."""
+    where = (p.stub.storage.bucket.store, p.stub.storage.bucket.bucket, p.stub.storage.endpoint)
+    found = []
+    for upload in p.uploads:
+        if (upload.target.store, upload.target.bucket, upload.storage.endpoint) != where:
+            continue
+        for entry in upload.manifest.entries:
+            key = "/".join(part for part in (upload.target.prefix, entry.key) if part)
+            if stub.reserved(key):
+                found.append(doc.problem(
+                    upload.storage.origin, f"uploads {key!r} into {upload.target.uri}, the "
+                    f"task's bucket, where --stub keeps the node scripts ({stub.PREFIX}/)",
+                    f"Exclude {stub.PREFIX}/ from the source (.skyignore), or use another "
+                    f"bucket (--bucket)."))
+                break
+    return found
 
 
 def compile_file(path: str | Path, opts: Options, hasher=None) -> Compiled:
@@ -259,5 +296,7 @@ def compile_file(path: str | Path, opts: Options, hasher=None) -> Compiled:
 
 
 def apply_plans(compiled: Compiled, opts: Options, state=None) -> dict:
-    """The side-effect door: ensure buckets and upload local sources. Returns counts."""
-    return apply_mod.apply([t.plan for t in compiled.tasks], opts, state=state)
+    """The side-effect door: ensure buckets, upload local sources and (--stub) the full
+    node scripts. Returns counts."""
+    return apply_mod.apply([t.plan for t in compiled.tasks], opts, state=state,
+                           objects=[o for t in compiled.tasks for o in t.stub_objects])

@@ -115,6 +115,13 @@ class Task:
     cloud: str = ""
     region: str = ""
     notes: tuple[str, ...] = ()  # what was accepted and ignored, deprecations, store rules
+    # --stub: the task's managed bucket, where the full node scripts go (prefix "": the
+    # keys are chosen at render time, stub.object_key); None without --stub
+    stub: Storage | None = None
 
 
 WORKDIR_DEST = NodePath("sky_workdir", True, "~/sky_workdir")
+# --stub's bucket is fetched by the stub, not copied anywhere by the node script: its
+# Storage has this placeholder destination (the stub keeps the script under
+# /var/lib/skycompile/<task>/).
+STUB_DEST = NodePath("/var/lib/skycompile", False, "--stub")

@@ -5,9 +5,11 @@ then checks across entries. Every problem is collected; one TaskError reports th
 """
 from __future__ import annotations
 
+import dataclasses
+
 from . import semantic, stores
 from .errors import TaskError
-from .ir import WORKDIR_DEST, GitWorkdir, Mode, Storage, Task
+from .ir import STUB_DEST, WORKDIR_DEST, GitWorkdir, Mode, Storage, Task
 from .load import Document
 from .mounts import legacy, managed_bucket, plain_mount, storage_mount
 from .options import Options
@@ -127,6 +129,23 @@ def _workdir(ctx: Ctx, data: dict, managed: BucketRef, default: DefaultStore):
                    config=mount_config({}, Mode.COPY), origin=("workdir",))
 
 
+def _stub_bucket(ctx: Ctx, managed: BucketRef, default: DefaultStore) -> Storage | None:
+    """--stub: the task's managed bucket, which then carries the full node scripts (to be
+    created or reused like any bucket skycompile makes, whether or not local sources use
+    it too)."""
+    store = default.store
+    # A store without a default service names no endpoint here: say so against --stub
+    # (endpoint_for would blame a field of the task).
+    endpoint = endpoint_for(ctx, dataclasses.replace(store, needs_endpoint=""), {}, ())
+    if store.needs_endpoint and not endpoint:
+        ctx.flag_error("--stub", f"the task's bucket would be on {store.name}, which needs "
+                       f"the account endpoint", f"Pass --endpoint-url {store.needs_endpoint}.")
+        return None
+    return Storage(STUB_DEST, Mode.COPY, BucketRef(store.name, managed.bucket, "",
+                                                   managed.region),
+                   create=True, endpoint=endpoint, region=managed.region,
+                   store_rule=default.rule, object="file", origin=())
+
 
 def normalize(doc: Document, opts: Options) -> Task:
     """Build the Task IR of one schema-valid document; raise TaskError with every problem."""
@@ -165,13 +184,17 @@ def normalize(doc: Document, opts: Options) -> Task:
             storages.append(st)
     storages.extend(legacy(ctx, data, default))
     workdir = _workdir(ctx, data, managed, default)
+    stub = _stub_bucket(ctx, managed, default) if opts.stub else None
     storages = [with_account(ctx, st) for st in storages]
     if isinstance(workdir, Storage):
         workdir = with_account(ctx, workdir)
-    if ctx.uses_managed:
+    if stub is not None:
+        stub = with_account(ctx, stub)
+    if ctx.uses_managed or stub is not None:
         problems = default.store.bucket_name_problems(managed.bucket)
         if problems:
-            message = f"the bucket for local sources, {managed.bucket!r}, {'; '.join(problems)}"
+            what = "for local sources" if ctx.uses_managed else "for --stub"
+            message = f"the bucket {what}, {managed.bucket!r}, {'; '.join(problems)}"
             if opts.managed_bucket:
                 ctx.flag_error("--bucket", message, f"Choose a valid {default.store.name} bucket name.")
             else:
@@ -188,7 +211,7 @@ def normalize(doc: Document, opts: Options) -> Task:
         runtime_envs=tuple(runtime),
         setup=data.get("setup"), run=data.get("run"),
         storages=tuple(storages), workdir=workdir,
-        cloud=default.store.name, region=default.region, notes=tuple(ctx.notes),
+        cloud=default.store.name, region=default.region, notes=tuple(ctx.notes), stub=stub,
     )
     semantic.check_task(ctx, task)
     if ctx.problems:

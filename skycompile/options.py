@@ -41,3 +41,6 @@ class Options:
     # no local file of the task accounts for
     packaging: Packaging = Packaging()  # --format, --gzip, --base64: each node's output
     target: str = ""  # --target: the cloud whose user-data budget every output must fit
+    # --stub: upload each node's full script to the task's bucket; each output is a stub
+    # that fetches it, checks its SHA-256 and runs it
+    stub: bool = False

@@ -63,6 +63,9 @@ class Plan:
     uploads: tuple[Upload, ...]
     mounts: tuple[NodeMount, ...]  # file_mounts, in task order
     workdir: NodeMount | GitWorkdir | None
+    # --stub: the remote the stub fetches the full script from (the task's bucket); None
+    # without --stub. Not one of the node script's own remotes.
+    stub: NodeMount | None = None
 
 
 def _bucket_actions(entries: list[Storage]) -> tuple[BucketAction, ...]:
@@ -80,12 +83,13 @@ def _bucket_actions(entries: list[Storage]) -> tuple[BucketAction, ...]:
     return tuple(actions.values())
 
 
-def _node_mount(index: int, st: Storage) -> NodeMount:
+def _node_mount(index: int, st: Storage, name: str = "") -> NodeMount:
+    """The rclone remote `name` (default sc-m<index>) of storage `st`."""
     store = stores.get(st.bucket.store)
     ref = st.bucket if st.bucket.region or not st.region else \
         BucketRef(st.bucket.store, st.bucket.bucket, st.bucket.prefix, st.region, st.bucket.account)
     settings = store.rclone_remote(ref, st.endpoint)  # insertion order: stable, type first
-    return NodeMount(f"sc-m{index}", tuple(settings.items()), st)
+    return NodeMount(name or f"sc-m{index}", tuple(settings.items()), st)
 
 
 class UnreadableSource(Exception):
@@ -113,7 +117,11 @@ def make_plan(task: Task, hasher: manifest_mod.Hasher | None = None) -> Plan:
     workdir: NodeMount | GitWorkdir | None = task.workdir
     if isinstance(task.workdir, Storage):
         workdir = _node_mount(len(mounts), task.workdir)
-    return Plan(task, _bucket_actions(entries), uploads, mounts, workdir)
+    stub = None
+    if task.stub is not None:
+        entries.append(task.stub)
+        stub = _node_mount(0, task.stub, "sc-stub")
+    return Plan(task, _bucket_actions(entries), uploads, mounts, workdir, stub)
 
 
 def with_credentials(plan: Plan, keys) -> Plan:
@@ -161,8 +169,9 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def describe(plan: Plan, outputs: list[str]) -> str:
-    """The human plan that --dry-run prints: buckets, uploads, per-node steps, notes."""
+def describe(plan: Plan, outputs: list[str], stub_objects=()) -> str:
+    """The human plan that --dry-run prints: buckets, uploads, per-node steps, notes.
+    `stub_objects`: --stub's full scripts (stub.StubObject), listed among the uploads."""
     t = plan.task
     lines = [f"task {t.name or '(unnamed)'}: {t.num_nodes} node(s)"]
     lines.append("buckets:")
@@ -182,9 +191,15 @@ def describe(plan: Plan, outputs: list[str]) -> str:
                      f"{_size(u.manifest.bytes)}, manifest {u.manifest.sha256[:12]})")
         if u.manifest.symlinks:
             lines.append(f"    skipped symlinks (never uploaded): {', '.join(u.manifest.symlinks)}")
-    if not plan.uploads:
+    for obj in stub_objects:
+        lines.append(f"  node {obj.node}'s script -> {obj.uri}  ({_size(obj.size)}, "
+                     f"sha256 {obj.sha256[:12]}; --stub)")
+    if not plan.uploads and not stub_objects:
         lines.append("  (none)")
     lines.append("on every node:")
+    if stub_objects:
+        lines.append(f"  {'STUB':<12} the output downloads the node's script (above), checks "
+                     f"its SHA-256 and runs it")
     for m in plan.mounts:
         st = m.storage
         lines.append(f"  {st.mode.value:<12} {st.bucket.uri} -> {st.dest.display}")

@@ -139,6 +139,7 @@ def context(plan: Plan, *, task_file: str, task_sha256: str, state_id: str, node
         "envs": [list(kv) for kv in t.envs],
         "runtime_envs": [{"name": n, "required": r} for n, r in t.runtime_envs],
         "setup": t.setup, "run": t.run,
+        "stub": False,  # True: steps/helpers.sh.j2 leaves out the lock and path steps
     }
 
 
@@ -157,6 +158,21 @@ def render_boot_hook(plan: Plan, *, state_id: str, node_index: int) -> str:
     return environment().get_template("boot-hook.sh.j2").render(
         version=__version__, slug=state_id, self_copy=f"/var/lib/skycompile/{state_id}/node.sh",
         node={"index": node_index, "count": plan.task.num_nodes})
+
+
+def render_stub(plan: Plan, obj, *, task_file: str, task_sha256: str, state_id: str,
+                rclone: dict | None = None, recompile: str = "") -> str:
+    """--stub: node `obj.node`'s output, which fetches its full script (`obj`, a
+    stub.StubObject) from the task's bucket, checks its SHA-256 and runs it."""
+    remote = plan.stub
+    return environment().get_template("stub.sh.j2").render(
+        version=__version__, task_file=task_file, task_sha256=task_sha256,
+        task_name=plan.task.name, slug=state_id, recompile=recompile,
+        node={"index": obj.node, "count": plan.task.num_nodes},
+        rclone=rclone or rclone_pin(),
+        remotes=[{"name": remote.remote, "settings": [list(kv) for kv in remote.settings]}],
+        full={"uri": obj.uri, "remote": f"{remote.remote}:{remote.storage.bucket.bucket}/{obj.key}",
+              "sha256": obj.sha256, "bytes": obj.size})
 
 
 def render_all(plan: Plan, **kwargs) -> list[str]:

@@ -146,7 +146,8 @@ def test_target_budget_refuses_before_any_side_effect(task, cli, tmp_path):
     assert result.err.splitlines()[0] == \
         "skycompile: error: --target aws: user data may have at most 16,384 bytes, but"
     assert "  node 0: " in result.err and "with --gzip)" in result.err
-    assert result.err.rstrip().endswith("Add --gzip (cloud-init unpacks it).")
+    assert result.err.splitlines()[-1].startswith(
+        "Add --gzip (cloud-init unpacks it), or pass --stub: ")
     assert not Path("out").exists()
     ok = cli(name, "--dry-run", "-o", "out/", "--target", "aws", "--gzip")
     assert ok.code == 0, ok.err
@@ -154,8 +155,17 @@ def test_target_budget_refuses_before_any_side_effect(task, cli, tmp_path):
     noise = base64.b64encode(Path("/dev/urandom").open("rb").read(30000)).decode()
     name = task(CACHED.replace("echo hi", "echo " + noise))
     result = cli(name, "--dry-run", "-o", "out2/", "--target", "aws", "--gzip")
-    assert result.code == 2 and "does not fit even gzip-compressed" in result.err
+    assert result.code == 2 and "does not fit even gzip-compressed: pass --stub" in result.err
     assert not Path("out2").exists()
+    # --stub: the budget applies to the stub, which does not carry the task's text
+    ok = cli(name, "--dry-run", "-o", "out2/", "--target", "aws", "--gzip", "--stub")
+    assert ok.code == 0, ok.err
+    # a stub over budget (its rclone mirror's URL is in it): no other flag left to offer
+    result = cli(name, "--dry-run", "-o", "out4/", "--target", "aws", "--gzip", "--stub",
+                 "--rclone-mirror", "http://mirror/" + noise[:20000])
+    assert result.code == 2 and result.err.splitlines()[-1].startswith(
+        "Even the --stub output does not fit")
+    assert not Path("out4").exists()
     # a GCE metadata value is text: no gzip, no base64
     name = task()
     for flag in ("--gzip", "--base64"):

@@ -124,7 +124,8 @@ def test_no_credential_in_any_output(name, aws_env, tmp_path, cli, monkeypatch):
 
 CONF = re.compile(rb"\n  readonly -a RCLONE_CONF_LINES=\(\n.*?\n  \)\n", re.S)
 @pytest.mark.parametrize("aws_env", [True, False], ids=["keys-in-env", "keys-in-files"])
-@pytest.mark.parametrize("name", CASES)
+# --stub refuses --embed-credentials (test_stub_refuses_to_embed_credentials)
+@pytest.mark.parametrize("name", [c for c in CASES if c != "stub"])
 def test_embedded_credentials_only_in_the_rclone_config(name, aws_env, tmp_path, cli,
                                                         monkeypatch):
     _, result = compile_planted(name, tmp_path, cli, monkeypatch, "--embed-credentials",
@@ -160,6 +161,18 @@ def test_embedded_credentials_only_in_the_rclone_config(name, aws_env, tmp_path,
              "gcloud_refresh_token", "azure_conn_key", "file_oci_key", "file_oci_secret",
              "file_r2_profile_key", "file_r2_profile_secret"}
     assert not embedded & never, embedded & never
+
+
+def test_stub_refuses_to_embed_credentials(tmp_path, cli, monkeypatch):
+    """The golden --stub case with --embed-credentials: refused before anything is
+    written, and the message carries no key."""
+    monkeypatch.setenv("SKYCOMPILE_STATE_DIR", str(tmp_path / "state"))
+    with pytest.raises(AssertionError, match="--stub cannot go with --embed-credentials"):
+        compile_case("stub", tmp_path, cli, monkeypatch, "--embed-credentials",
+                     prepare=lambda home: plant(home, monkeypatch, aws_env=True))
+    assert not (tmp_path / "stub" / "out").exists()
+    result = cli("task.yaml", "--dry-run", "-o", "out/", "--stub", "--embed-credentials")
+    assert result.code == 2 and not found((result.out + result.err).encode())
 
 
 def test_oci_has_nothing_to_embed(tmp_path, cli, monkeypatch):
