@@ -290,6 +290,7 @@ def _envs(env: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:
                 raise UsageError(f"--env {key}: {key} is not set in your environment; "
                                  f"pass --env {key}=VALUE")
             value = os.environ[key]
+            _text(f"--env {key} (from your environment)", value)
         out.append((key, value))
     return tuple(out)
 

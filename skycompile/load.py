@@ -116,6 +116,7 @@ class _Builder:
             self._problem(node, "the value contains a lone surrogate (an escape like \\udc80), "
                           "which is not a character and cannot be written as UTF-8",
                           "Write the character itself, or its \\U escape.", path)
+            value = SURROGATE.sub("\ufffd", value)  # reported; the other checks go on
         return value
 
     def _pairs(self, node: yaml.MappingNode):

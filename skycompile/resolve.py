@@ -248,7 +248,7 @@ def with_account(ctx: Ctx, st):
     value = dict(ctx.opts.store_env).get(store.account_env, "")
     if value and not re.fullmatch(store.account_pattern, value):
         ctx.flag_error(store.account_env, f"{store.account_env}={value!r} is not a valid "
-                       f"{store.name} namespace", f"Set it to what `oci os ns get` prints.")
+                       f"{store.name} namespace", "Set it to what `oci os ns get` prints.")
         return st
     if not value:
         note = (f"{store.name}: {store.account_env} is not set, so the scripts do not name the "

@@ -215,6 +215,15 @@ def test_env_override_and_env_from_environment(task, cli, monkeypatch):
     assert "readonly -a ENV_VALUES=('over' 'from-env' 'new')" in result.out
 
 
+def test_env_from_environment_must_be_text(task, cli, monkeypatch):
+    monkeypatch.setenv("FOO", "a\udcff")  # bytes that are not UTF-8, as Python decodes them
+    result = cli(task(ONE_NODE), "-o", "boot.sh", "--dry-run", "--env", "FOO")
+    assert result.code == 2, result.err
+    assert "--env FOO (from your environment): a value cannot contain a lone surrogate" in \
+        result.err
+    assert not Path("boot.sh").exists()
+
+
 def test_env_from_missing_environment_is_usage_error(task, cli, monkeypatch):
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
     result = cli(task(ONE_NODE), "--env", "NOPE_NOT_SET", "-o", "-")

@@ -470,6 +470,10 @@ CASES = [
          "task.yaml:2:3: file_mounts: " + NUL_VALUE),
     case("nul-escape-in-run", 'run: "echo \\0"\n', "task.yaml:1:6: run: " + NUL_VALUE),
     # half a UTF-16 pair: not a character, no UTF-8 for it (it used to end in a traceback)
+    case("lone-surrogate-in-destination", 'file_mounts:\n  "/d\\udc80": s3://bkt\n',
+         "task.yaml:2:3: file_mounts: the value contains a lone surrogate (an escape like "
+         "\\udc80), which is not a character and cannot be written as UTF-8. Write the "
+         "character itself, or its \\U escape."),
     case("lone-surrogate-in-run", 'run: "echo \\udc80"\n',
          "task.yaml:1:6: run: the value contains a lone surrogate (an escape like \\udc80), "
          "which is not a character and cannot be written as UTF-8. Write the character "

@@ -8,6 +8,7 @@ boot it again on the same disk: a real reboot, with systemd starting what is ena
 Shown here: `up` mounts through one enabled unit per mount; a shutdown drains the
 MOUNT_CACHED cache before rclone stops (the file reaches the bucket although its write-back
 delay was ten minutes); after the reboot systemd alone mounts both again, with nothing run;
+an `up` of an edited task that moves a mount replaces its unit (draining the old one);
 `down` stops, disables and removes the units, and the next boot mounts nothing.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from . import nodes
 from .test_install import SUITE, host_mirror
+from .test_reboot import wait_for
 
 INNER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -83,15 +85,19 @@ class Machine:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 120
-        while not self.pid:
+        while not self.pid:  # the child running systemd (nspawn forks a helper first)
             assert self.proc.poll() is None, f"systemd-nspawn exited {self.proc.returncode}"
             assert time.monotonic() < deadline, "the container's init did not start"
             kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-            found = kids.read_text().split() if kids.exists() else []
-            self.pid = int(found[0]) if found else 0
+            for kid in kids.read_text().split() if kids.exists() else []:
+                try:
+                    if Path(f"/proc/{kid}/comm").read_text().strip() == "systemd":
+                        self.pid = int(kid)
+                except OSError:
+                    pass
             time.sleep(0.1)
-        state = self.sh("systemctl is-system-running --wait", timeout=180).stdout.strip()
-        assert state in ("running", "degraded"), state
+        state = self.sh("systemctl is-system-running --wait", timeout=180)
+        assert state.stdout.strip() in ("running", "degraded"), (state.stdout, state.stderr)
 
     def sh(self, command: str, timeout: float = 300, check: bool = False):
         res = subprocess.run(["nsenter", "-t", str(self.pid), "-a", "env", "-i",
@@ -165,7 +171,9 @@ def test_units_mount_at_boot_drain_at_shutdown_and_go_with_down(s3, machine, com
 
     # a write the bucket has not seen (write_back 10m), then a clean shutdown
     machine.sh("echo result >/out/result.txt", check=True)
-    assert "pending uploads: 1" in machine.sh("bash /scripts/node-0.sh status").stdout
+    # FUSE hands the close to rclone asynchronously: poll until it counts the upload
+    wait_for(lambda: "pending uploads: 1" in machine.sh("bash /scripts/node-0.sh status").stdout,
+             "the closed file to be pending", timeout=30)
     assert not (s3.root / "results" / "result.txt").exists()
     machine.poweroff()
     assert (s3.root / "results" / "result.txt").read_text() == "result\n", \
@@ -183,6 +191,21 @@ def test_units_mount_at_boot_drain_at_shutdown_and_go_with_down(s3, machine, com
     assert remount.returncode == 0, remount.stderr
     assert "/data is already mounted" in remount.stderr
 
+    # the task is edited: /out moves to /results. up removes m1's unit first (its kept copy
+    # drains it) and mounts the new destination through a new one
+    [moved] = compile_task(TASK.replace("  /out:", "  /results:"), "--embed-credentials")
+    (machine.scripts / "node-0.sh").write_text(moved)
+    machine.sh("echo later >/out/later.txt", check=True)
+    up = machine.sh("bash /scripts/node-0.sh up --no-run")
+    assert up.returncode == 0, up.stderr
+    assert "storage m1 changed: removing its unit" in up.stderr
+    assert (s3.root / "results" / "later.txt").read_text() == "later\n"
+    assert machine.sh("mountpoint -q /out").returncode != 0
+    assert machine.sh("cat /results/later.txt").stdout == "later\n"
+    assert unit_state(machine, units[1]) == ("active", "enabled")
+    assert (machine.root / "var/lib/skycompile/units/m1.dest").read_text() == "/results"
+    assert unit_state(machine, units[0]) == ("active", "enabled")  # m0 did not move
+
     # down: units stopped, disabled, removed; the next boot mounts nothing
     down = machine.sh("bash /scripts/node-0.sh down")
     assert down.returncode == 0, down.stderr
@@ -191,7 +214,7 @@ def test_units_mount_at_boot_drain_at_shutdown_and_go_with_down(s3, machine, com
         assert not (machine.root / "etc/systemd/system" / unit).exists()
         assert unit_state(machine, unit)[1] in ("not-found", "")
     assert machine.sh("mountpoint -q /data").returncode != 0
-    assert machine.sh("mountpoint -q /out").returncode != 0
+    assert machine.sh("mountpoint -q /results").returncode != 0
     machine.poweroff()
     machine.boot()
     assert machine.sh("mountpoint -q /data").returncode != 0

@@ -26,9 +26,9 @@ shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. What shellcheck would flag inside these single
-# quotes ('$', backticks, a leading '~', a final backslash, unicode or carriage-return
-# characters) is the task's own literal text, not a quoting mistake, hence:
-# shellcheck disable=SC2016,SC2088,SC1003,SC1112,SC1017
+# quotes ('$', backticks, a leading '~', a final backslash, unicode characters) is the
+# task's own literal text, not a quoting mistake, hence:
+# shellcheck disable=SC2016,SC2088,SC1003,SC1112
 {
   readonly SKYCOMPILE_VERSION='0.1.0'
   readonly TASK_SHA256='a436c8e0968150e08daad52d79a2ee924a2f8e79f11fa55e23e1b04d1bf0cc6e'
@@ -654,15 +654,23 @@ unmount_dir() {
 # back at boot, and stopping a MOUNT_CACHED one (down, shutdown) drains it first (README).
 UNITS=""
 use_units() {
-  local name
+  local name found=""
   if [[ -z $UNITS ]]; then
     UNITS=no
     if [[ ${SKYCOMPILE_SYSTEMD:-1} != 0 && -d /run/systemd/system && -f $SELF_COPY ]] &&
-      command -v systemctl systemd-escape >/dev/null 2>&1; then
+      command -v systemctl >/dev/null && command -v systemd-escape >/dev/null; then
       # A unit would not see credentials in this run's environment.
-      name=$(compgen -e | grep -vx RCLONE_CONFIG | grep -E -m1 '^(AWS|GOOGLE|CLOUDSDK|AZURE|OCI|IBM|RCLONE)_') ||
+      while IFS= read -r name; do
+        case $name in
+          RCLONE_CONFIG) ;;
+          AWS_* | GOOGLE_* | CLOUDSDK_* | AZURE_* | OCI_* | IBM_* | RCLONE_*) found=$name && break ;;
+        esac
+      done < <(compgen -e)
+      if [[ -n $found ]]; then
+        warn "$found is set in this run's environment, which a systemd unit would not see: mounting with rclone daemons instead"
+      else
         UNITS=yes
-      [[ $UNITS == yes ]] || warn "$name is set in this run's environment, which a systemd unit would not see: mounting with rclone daemons instead"
+      fi
     fi
   fi
   [[ $UNITS == yes ]]
@@ -672,15 +680,18 @@ unit_name() {
   printf 'skycompile-%s-m%s.service\n' "$SLUG" "$1"
 }
 
-# None of the task's text goes in. After= the mount point's unit: at shutdown this one stops
-# (and drains) before systemd unmounts it.
+# None of the task's text goes in. After= the mount point's unit (named by its real path): at
+# shutdown this one stops, and drains, before systemd unmounts it. A mount that fails or dies
+# is tried again (mount-service clears a dead mount first).
 unit_text() {
   local i=$1 after
-  after=$(systemd-escape --path --suffix=mount -- "${DEST[i]}") && [[ -z ${after:255} ]] || after=""
+  after=$(systemd-escape --path --suffix=mount -- "$(realpath -m -- "${DEST[i]}")") &&
+    [[ -z ${after:255} ]] || after=""
   printf '%s\n' "# skycompile $SKYCOMPILE_VERSION: up writes it, down removes it" "[Unit]" \
     "Description=skycompile $SLUG storage m$i (${M_MODE[i]})" "Wants=network-online.target" \
     "After=network-online.target $after" "[Service]" "Type=notify" \
-    "ExecStart=$BASH $SELF_COPY mount-service $i"
+    "ExecStart=$BASH $SELF_COPY mount-service $i" "TimeoutStartSec=300" "Restart=on-failure" \
+    "RestartSec=10"
   if [[ ${M_MODE[i]} == MOUNT_CACHED ]]; then
     printf '%s\n' "ExecStop=$BASH $SELF_COPY drain-service $i" \
       "TimeoutStopSec=$((M_DRAIN_TIMEOUT[i] + 60))"
@@ -693,7 +704,8 @@ start_unit() {
   unit=$(unit_name "$i")
   file="$UNIT_DIR/$unit"
   # systemd starts the unit without HOME: it mounts where this run does.
-  printf '%s' "${DEST[i]}" >"$STATE_DIR/m$i.dest"
+  printf '%s' "${DEST[i]}" >"$STATE_DIR/m$i.dest.tmp"
+  mv -f -- "$STATE_DIR/m$i.dest.tmp" "$STATE_DIR/m$i.dest"
   text=$(unit_text "$i")
   if [[ ! -f $file || $(<"$file") != "$text" ]]; then
     printf '%s\n' "$text" >"$file.tmp"
@@ -704,24 +716,52 @@ start_unit() {
   systemctl start -- "$unit" || die_with_log "$LOG_DIR/$SLUG-m$i.log" "$unit did not start (journalctl -u $unit)"
 }
 
+# Stops entry $1's unit (a MOUNT_CACHED one drains, by the kept copy it was started with),
+# disables and removes it.
 remove_unit() {
   local unit
   unit=$(unit_name "$1")
   if [[ -d /run/systemd/system ]]; then
     systemctl disable --now --quiet -- "$unit" || die "could not stop $unit (journalctl -u $unit)"
+    systemctl reset-failed -- "$unit" 2>/dev/null || true
   fi
   rm -f -- "$UNIT_DIR/$unit" "$STATE_DIR/m$1.dest"
   if [[ -d /run/systemd/system ]]; then systemctl daemon-reload; fi
   log "removed $unit"
 }
 
-# The units' commands, for entry $1 at the destination start_unit recorded.
+# Before up replaces the kept copy the units run: remove each unit of this task that this
+# script would not run the same way (its entry is gone, is COPY now, or moved).
+retire_units() {
+  local file i
+  for file in "$UNIT_DIR/skycompile-$SLUG-m"*.service; do
+    [[ ${file##*/} =~ ^skycompile-$SLUG-m([0-9]+)\.service$ ]] || continue
+    i=${BASH_REMATCH[1]}
+    if ((i < M_COUNT)) && [[ ${M_MODE[i]} != COPY && -f $STATE_DIR/m$i.dest &&
+      $(<"$STATE_DIR/m$i.dest") == "${DEST[i]}" ]]; then
+      continue
+    fi
+    log "storage m$i changed: removing its unit"
+    remove_unit "$i"
+  done
+}
+
+# Where the units mount: what start_unit recorded (remount and the units' commands run
+# without the HOME up had).
+recorded_dests() {
+  local i
+  for i in "${!M_MODE[@]}"; do
+    if [[ -f $STATE_DIR/m$i.dest ]]; then DEST[i]=$(<"$STATE_DIR/m$i.dest"); fi
+  done
+}
+
+# The units' commands, for entry $1.
 service_entry() {
   if [[ ! $1 =~ ^[0-9]+$ ]] || (($1 >= M_COUNT)) || [[ ${M_MODE[$1]} == COPY ]]; then
     die "this script mounts no storage m$1"
   fi
   resolve_paths
-  if [[ -f $STATE_DIR/m$1.dest ]]; then DEST[$1]=$(<"$STATE_DIR/m$1.dest"); fi
+  recorded_dests
   mkdir -p -- "$RUN_DIR" "$LOG_DIR"
 }
 
@@ -1008,6 +1048,7 @@ cmd_up() {
   install_fuse
   install_rclone
   write_rclone_config
+  retire_units
   keep_copy
   copy_all
   mount_all
@@ -1059,6 +1100,7 @@ cmd_remount() {
   log "remount: skycompile $SKYCOMPILE_VERSION, task sha256 $TASK_SHA256, node $NODE_INDEX of $NODE_COUNT"
   [[ -f $RCLONE_CONF ]] || die "remount: $RCLONE_CONF is gone; run the script's up again"
   resolve_paths
+  recorded_dests
   install_fuse
   install_rclone
   mount_all
@@ -1113,15 +1155,10 @@ unmount_all() {
   done
 }
 
+# Unmounted first, also under a unit: a busy mount fails here and keeps its unit, instead of
+# rclone being stopped under open files.
 unmount_one() {
   local i=$1
-  if [[ -f $UNIT_DIR/$(unit_name "$i") ]]; then
-    remove_unit "$i"
-    if [[ $(mount_state "$i") == none ]]; then
-      log "unmounted ${M_LABEL[i]}"
-      return 0
-    fi
-  fi
   case $(mount_state "$i") in
     ours | stale)
       unmount_dir "${DEST[i]}" ||
@@ -1131,6 +1168,7 @@ unmount_one() {
     other) warn "${M_LABEL[i]} holds a mount that is not ours; leaving it" ;;
     none) log "${M_LABEL[i]} is not mounted" ;;
   esac
+  if [[ -f $UNIT_DIR/$(unit_name "$i") ]]; then remove_unit "$i"; fi
 }
 
 # --- status ---

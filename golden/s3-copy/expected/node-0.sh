@@ -26,9 +26,9 @@ shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
 # Task data, every value quoted by skycompile. What shellcheck would flag inside these single
-# quotes ('$', backticks, a leading '~', a final backslash, unicode or carriage-return
-# characters) is the task's own literal text, not a quoting mistake, hence:
-# shellcheck disable=SC2016,SC2088,SC1003,SC1112,SC1017
+# quotes ('$', backticks, a leading '~', a final backslash, unicode characters) is the
+# task's own literal text, not a quoting mistake, hence:
+# shellcheck disable=SC2016,SC2088,SC1003,SC1112
 {
   readonly SKYCOMPILE_VERSION='0.1.0'
   readonly TASK_SHA256='f647dadcaaf281417c86dde07ca73fab3ef60f97bfb68d0422f81f4f51bf45fb'

@@ -35,9 +35,9 @@ readonly -a NODE_ENV_AT_START
 
 # --- constants ---
 # Task data, every value quoted by skycompile. What shellcheck would flag inside these single
-# quotes ('$', backticks, a leading '~', a final backslash, unicode or carriage-return
-# characters) is the task's own literal text, not a quoting mistake, hence:
-# shellcheck disable=SC2016,SC2088,SC1003,SC1112,SC1017
+# quotes ('$', backticks, a leading '~', a final backslash, unicode characters) is the
+# task's own literal text, not a quoting mistake, hence:
+# shellcheck disable=SC2016,SC2088,SC1003,SC1112
 {
   readonly SKYCOMPILE_VERSION='0.1.0'
   readonly TASK_SHA256='0242a392e2ab837dca95484c02f87ee5216aaf03061e1ff33ab97459ad7b58a3'

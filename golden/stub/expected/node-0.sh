@@ -8,8 +8,8 @@
 #   sha256:   '6b54bb4d811e82eb1484ec1857cb2c1aca21af8dc1529962f6df2255a3759f7a'
 # Task name:  'stub'
 # Node:       0 of 2 (SKYPILOT_NODE_RANK, SKYPILOT_NUM_NODES)
-# Full script: 's3://my-team-bucket/skycompile/stub/node-0-e7b2919b1a3ad4cafbe416f55a54d3bef7b6ce52832582bcdeabf5185e1c9433.sh'
-#   sha256:    'e7b2919b1a3ad4cafbe416f55a54d3bef7b6ce52832582bcdeabf5185e1c9433', 46792 bytes
+# Full script: 's3://my-team-bucket/skycompile/stub/node-0-f0814dc7259745019e95af740f3ff56ff6cd90adc1e091af9bf1338a496fd57e.sh'
+#   sha256:    'f0814dc7259745019e95af740f3ff56ff6cd90adc1e091af9bf1338a496fd57e', 48196 bytes
 # Regenerate with: 'skycompile task.yaml --bucket my-team-bucket --stub -o out/'
 #
 # Usage: sudo bash node-0.sh [up|drain|down|remount|status] [--no-run] [--no-setup] [--force-setup]
@@ -23,13 +23,13 @@ set -Eeuo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
-# shellcheck disable=SC2016,SC2088,SC1003,SC1112,SC1017
+# shellcheck disable=SC2016,SC2088,SC1003,SC1112
 {
   readonly SLUG='stub'
   readonly NODE_INDEX='0'
-  readonly FULL_URI='s3://my-team-bucket/skycompile/stub/node-0-e7b2919b1a3ad4cafbe416f55a54d3bef7b6ce52832582bcdeabf5185e1c9433.sh'
-  readonly FULL_REMOTE='sc-stub:my-team-bucket/skycompile/stub/node-0-e7b2919b1a3ad4cafbe416f55a54d3bef7b6ce52832582bcdeabf5185e1c9433.sh'
-  readonly FULL_SHA256='e7b2919b1a3ad4cafbe416f55a54d3bef7b6ce52832582bcdeabf5185e1c9433'
+  readonly FULL_URI='s3://my-team-bucket/skycompile/stub/node-0-f0814dc7259745019e95af740f3ff56ff6cd90adc1e091af9bf1338a496fd57e.sh'
+  readonly FULL_REMOTE='sc-stub:my-team-bucket/skycompile/stub/node-0-f0814dc7259745019e95af740f3ff56ff6cd90adc1e091af9bf1338a496fd57e.sh'
+  readonly FULL_SHA256='f0814dc7259745019e95af740f3ff56ff6cd90adc1e091af9bf1338a496fd57e'
 
   # rclone, pinned beside its URL. Checksums: 'SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), as quoted by independent public pins (amd64: 4, arm64: 2; see skycompile/render.py)'
   readonly RCLONE_VERSION='v1.75.2'

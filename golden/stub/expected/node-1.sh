@@ -8,8 +8,8 @@
 #   sha256:   '6b54bb4d811e82eb1484ec1857cb2c1aca21af8dc1529962f6df2255a3759f7a'
 # Task name:  'stub'
 # Node:       1 of 2 (SKYPILOT_NODE_RANK, SKYPILOT_NUM_NODES)
-# Full script: 's3://my-team-bucket/skycompile/stub/node-1-e4ab5aa65c6d30350dfbd8d9ff967fc575e31f42ffc6de0505a594428caee043.sh'
-#   sha256:    'e4ab5aa65c6d30350dfbd8d9ff967fc575e31f42ffc6de0505a594428caee043', 46792 bytes
+# Full script: 's3://my-team-bucket/skycompile/stub/node-1-50dec2f0ea0f1ba59164b453bf6aaee22db6c7942a728af92e14a6bbb8b7b05d.sh'
+#   sha256:    '50dec2f0ea0f1ba59164b453bf6aaee22db6c7942a728af92e14a6bbb8b7b05d', 48196 bytes
 # Regenerate with: 'skycompile task.yaml --bucket my-team-bucket --stub -o out/'
 #
 # Usage: sudo bash node-1.sh [up|drain|down|remount|status] [--no-run] [--no-setup] [--force-setup]
@@ -23,13 +23,13 @@ set -Eeuo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 
 # --- constants ---
-# shellcheck disable=SC2016,SC2088,SC1003,SC1112,SC1017
+# shellcheck disable=SC2016,SC2088,SC1003,SC1112
 {
   readonly SLUG='stub'
   readonly NODE_INDEX='1'
-  readonly FULL_URI='s3://my-team-bucket/skycompile/stub/node-1-e4ab5aa65c6d30350dfbd8d9ff967fc575e31f42ffc6de0505a594428caee043.sh'
-  readonly FULL_REMOTE='sc-stub:my-team-bucket/skycompile/stub/node-1-e4ab5aa65c6d30350dfbd8d9ff967fc575e31f42ffc6de0505a594428caee043.sh'
-  readonly FULL_SHA256='e4ab5aa65c6d30350dfbd8d9ff967fc575e31f42ffc6de0505a594428caee043'
+  readonly FULL_URI='s3://my-team-bucket/skycompile/stub/node-1-50dec2f0ea0f1ba59164b453bf6aaee22db6c7942a728af92e14a6bbb8b7b05d.sh'
+  readonly FULL_REMOTE='sc-stub:my-team-bucket/skycompile/stub/node-1-50dec2f0ea0f1ba59164b453bf6aaee22db6c7942a728af92e14a6bbb8b7b05d.sh'
+  readonly FULL_SHA256='50dec2f0ea0f1ba59164b453bf6aaee22db6c7942a728af92e14a6bbb8b7b05d'
 
   # rclone, pinned beside its URL. Checksums: 'SHA256SUMS of rclone v1.75.2 (downloads.rclone.org), as quoted by independent public pins (amd64: 4, arm64: 2; see skycompile/render.py)'
   readonly RCLONE_VERSION='v1.75.2'
