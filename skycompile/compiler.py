@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import apply as apply_mod
-from . import load, normalize, plan, render, stores, stub, userdata, validation
+from . import load, manifest, normalize, plan, render, stores, stub, userdata, validation
 from .errors import Problem, TaskError, UsageError
 from .load import Document
 from .options import Options
@@ -241,6 +241,8 @@ def _make_plan(task, docs: list[Document], hasher) -> plan.Plan:
         doc = next(d for d in docs if d.index == task.index)
         gone = e.reason in (os.strerror(errno.ENOENT), os.strerror(errno.ENOTDIR))
         fix = ("It changed while skycompile read the source; run again." if gone else
+               "Rename it, or exclude it in .skyignore (or .gitignore)."
+               if e.reason == manifest.NAME_NOT_UTF8 else
                "Fix its permissions, or exclude it in .skyignore (or .gitignore).")
         raise TaskError([doc.problem(e.storage.origin, f"cannot read {e.path}: {e.reason}",
                                      fix)], doc.filename) from None

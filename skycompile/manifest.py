@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,10 @@ def _walk(root: Path) -> tuple[list[tuple[str, str]], list[str]]:
     return [(key, real + key) for key in found.files], list(found.symlinks)
 
 
+NOT_UTF8 = re.compile("[\udc80-\udcff]")
+NAME_NOT_UTF8 = "its name is not UTF-8, and an object key must be"
+
+
 def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None = None) -> Manifest:
     """The manifest of one upload, laid out as `Storage.layout` says: "basenames" puts
     each source under its own name at the prefix root; "contents" puts a directory's
@@ -172,6 +177,9 @@ def build(sources: tuple[LocalSource, ...], layout: str, hasher: Hasher | None =
         else:
             pairs.append((src.path.name if basenames else "", os.path.realpath(src.path)))
     pairs.sort(key=lambda kp: kp[0])
+    for key, p in pairs:  # Python keeps such bytes as lone surrogates
+        if NOT_UTF8.search(key):
+            raise ignore.Unreadable(p, NAME_NOT_UTF8)
     hashes = (hasher or Hasher()).hash_files([p for _, p in pairs])
     entries = tuple(FileEntry(key, p, size, sha, tags)
                     for (key, p), (size, tags, sha) in zip(pairs, hashes))

@@ -547,6 +547,11 @@ CASES = [
          "denied. " + UNREADABLE_FIX,
          files={"d/.skyignore": ".skyignore\n", "d/sub/secret.key": "x",
                 "d/sub/.skyignore": Locked("*.key\n")}, locked=True),
+    # a file name that is not UTF-8 (byte 0xff) cannot be an object key
+    case("non-utf8-file-name-inside-workdir", "workdir: ./w\nrun: x\n",
+         "task.yaml:1:10: workdir: cannot read {tmp}/w/bad\\udcff.txt: its name is not UTF-8, "
+         "and an object key must be. Rename it, or exclude it in .skyignore (or .gitignore).",
+         files={"w/ok": "x", "w/bad\udcff.txt": "x"}),
     case("unreadable-file-inside-workdir", "workdir: ./w\nrun: x\n",
          "task.yaml:1:10: workdir: cannot read {tmp}/w/secret.key: Permission denied. "
          + UNREADABLE_FIX,
