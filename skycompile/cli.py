@@ -383,6 +383,10 @@ def run(argv: list[str] | None = None) -> int:
             print("skycompile: note: --embed-credentials: nothing embedded; no store of this "
                   "task takes keys from this machine (OCI nodes use their instance principal)",
                   file=sys.stderr)
+    if opts.packaging.gzip and not opts.packaging.base64:
+        print("skycompile: note: --gzip output is binary; some platforms and copy-paste damage "
+              "binary user data: hand it over as a file (fileb://, filebase64) or add --base64",
+              file=sys.stderr)
     for target in pairs:
         if target.path == "-":
             sys.stdout.flush()

@@ -64,6 +64,15 @@ def plain_node(tmp_path):
 
 
 @pytest.fixture
+def mirror(tmp_path):
+    """An rclone mirror on loopback (--rclone-mirror) for nodes that install rclone."""
+    m = nodes.Mirror(tmp_path / "mirror")
+    m.start()
+    yield m
+    m.stop()
+
+
+@pytest.fixture
 def compile_task(tmp_path, s3, monkeypatch):
     """compile_task(yaml_text, *flags, apply=False, raw=False) -> the node scripts (node 0
     first; with raw=True every output as bytes),

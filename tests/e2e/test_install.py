@@ -124,14 +124,6 @@ def debian_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def mirror(tmp_path):
-    m = nodes.Mirror(tmp_path / "mirror")
-    m.start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture
 def bare_node(make_node, debian_root):
     """A fresh copy-on-write Debian node without rclone (its own overlay; nothing it
     writes reaches the image or other nodes)."""

@@ -26,14 +26,6 @@ run: |
 
 
 @pytest.fixture
-def mirror(tmp_path):
-    m = nodes.Mirror(tmp_path / "mirror")
-    m.start()
-    yield m
-    m.stop()
-
-
-@pytest.fixture
 def project(tmp_path, monkeypatch, s3):
     """The workdir (relative paths of the task start at tmp_path) and the input bucket."""
     monkeypatch.chdir(tmp_path)
